@@ -1,0 +1,79 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ */
+
+
+#ifndef _NGX_VOICE_TOKEN_H_INCLUDED_
+#define _NGX_VOICE_TOKEN_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+/* 32 random bytes, base64url without padding */
+#define NGX_VOICE_TOKEN_BYTES  32
+#define NGX_VOICE_TOKEN_LEN    43
+
+/* the longest field stored with a token (CallSid, From, ...) */
+#define NGX_VOICE_TOKEN_FIELD_MAX  255
+
+
+typedef enum {
+    NGX_VOICE_TOKEN_OK = 0,
+    NGX_VOICE_TOKEN_UNKNOWN,
+    NGX_VOICE_TOKEN_EXPIRED,
+    NGX_VOICE_TOKEN_USED,
+    NGX_VOICE_TOKEN_FULL
+} ngx_voice_token_status_e;
+
+
+/* what the webhook learnt about the call, kept with its token */
+typedef struct {
+    ngx_str_t                    call_sid;
+    ngx_str_t                    account_sid;
+    ngx_str_t                    from;
+    ngx_str_t                    to;
+} ngx_voice_call_info_t;
+
+
+typedef struct ngx_voice_token_op_s  ngx_voice_token_op_t;
+
+typedef void (*ngx_voice_token_handler_pt)(ngx_voice_token_op_t *op);
+
+
+/*
+ * One mint or consume.  The shared-memory store answers at once: the call
+ * returns NGX_OK with op->status set and op->handler is not called.  A
+ * store that answers later (one shared by several hosts) returns NGX_AGAIN
+ * and calls op->handler exactly once when op->status is known; callers
+ * must handle both.  NGX_ERROR means no answer (allocation failure).
+ */
+struct ngx_voice_token_op_s {
+    ngx_shm_zone_t              *zone;
+    ngx_pool_t                  *pool;     /* consume: the record goes here */
+    ngx_log_t                   *log;
+
+    ngx_str_t                    token;    /* mint: out; consume: in */
+    ngx_voice_call_info_t        info;     /* mint: in; consume: out */
+
+    ngx_voice_token_status_e     status;
+
+    ngx_voice_token_handler_pt   handler;
+    void                        *data;
+
+    u_char                       buf[NGX_VOICE_TOKEN_LEN];
+};
+
+
+ngx_int_t ngx_voice_token_mint(ngx_voice_token_op_t *op);
+ngx_int_t ngx_voice_token_consume(ngx_voice_token_op_t *op);
+
+const char *ngx_voice_token_status_text(ngx_voice_token_status_e status);
+
+/* "voice_token_zone NAME:SIZE [ttl=TIME]" */
+char *ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+
+#endif /* _NGX_VOICE_TOKEN_H_INCLUDED_ */
