@@ -23,6 +23,8 @@ static char *ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_voice_merge_webhook(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_media_stream(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_set_role(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_voice_set_public_url(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -49,6 +51,13 @@ static ngx_command_t  ngx_voice_commands[] = {
       ngx_voice_set_role,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_VOICE_ROLE_INCOMING_CALL,
+      NULL },
+
+    { ngx_string("voice_media_stream"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_voice_set_role,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_VOICE_ROLE_MEDIA_STREAM,
       NULL },
 
     { ngx_string("voice_signature"),
@@ -256,6 +265,33 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         }
 
         return ngx_voice_merge_webhook(cf, conf);
+    }
+
+    if (clcf->handler == NULL) {
+        clcf->handler = ngx_voice_media_stream_handler;
+    }
+
+    return ngx_voice_merge_media_stream(cf, conf);
+}
+
+
+static char *
+ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    if (conf->stream_host.data == NULL) {
+        conf->stream_host = conf->public_host;
+    }
+
+    if (!conf->signature) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"voice_signature\" is off: media stream "
+                           "upgrades are not authenticated");
+
+    } else if (conf->stream_host.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_stream_url\" or \"voice_public_url\" "
+                           "is required while \"voice_signature\" is on");
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

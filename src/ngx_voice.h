@@ -58,11 +58,16 @@ ngx_int_t ngx_voice_webhook_handler(ngx_http_request_t *r);
 ngx_table_elt_t *ngx_voice_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
 
+ngx_int_t ngx_voice_media_stream_handler(ngx_http_request_t *r);
+
+/* takes over the connection once "101 Switching Protocols" is sent */
+ngx_int_t ngx_voice_call_start(ngx_http_request_t *r);
+
 /*
- * Logs a CallSid only when it has Twilio's exact shape, so nothing a
- * client chose ends up in the log verbatim.
+ * A CallSid for the log: itself when it has Twilio's exact shape
+ * (CA + 32 hex digits), else "-", so nothing a client chose is logged.
  */
-ngx_int_t ngx_voice_call_sid_is_valid(ngx_str_t *sid);
+ngx_str_t *ngx_voice_loggable_sid(ngx_str_t *sid);
 
 
 #endif /* _NGX_VOICE_H_INCLUDED_ */

@@ -34,7 +34,6 @@ static ngx_int_t ngx_voice_webhook_send(ngx_http_request_t *r,
     ngx_str_t *twiml);
 
 
-static ngx_str_t  ngx_voice_sid_none = ngx_string("-");
 static ngx_str_t  ngx_voice_twiml_reject =
     ngx_string(NGX_VOICE_TWIML_REJECT);
 
@@ -90,61 +89,6 @@ ngx_voice_webhook_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
-}
-
-
-ngx_int_t
-ngx_voice_call_sid_is_valid(ngx_str_t *sid)
-{
-    size_t  i;
-    u_char  c;
-
-    if (sid == NULL || sid->len != 34
-        || sid->data[0] != 'C' || sid->data[1] != 'A')
-    {
-        return 0;
-    }
-
-    for (i = 2; i < 34; i++) {
-        c = sid->data[i];
-
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
-ngx_table_elt_t *
-ngx_voice_find_header(ngx_http_request_t *r, ngx_str_t *name)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
-        {
-            return &h[i];
-        }
-    }
 }
 
 
@@ -220,16 +164,12 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (!ngx_voice_call_sid_is_valid(sid)) {
-        sid = &ngx_voice_sid_none;
-    }
-
     from = ngx_voice_form_get(&params, "From");
 
     if (!ngx_voice_webhook_caller_allowed(vlcf, from)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: caller is not in voice_allow_callers, "
-                      "rejecting call %V", sid);
+                      "rejecting call %V", ngx_voice_loggable_sid(sid));
 
         return ngx_voice_webhook_send(r, &ngx_voice_twiml_reject);
     }
@@ -317,11 +257,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
         return NGX_OK;
     }
 
-    sid = ngx_voice_form_get(params, "CallSid");
-
-    if (!ngx_voice_call_sid_is_valid(sid)) {
-        sid = &ngx_voice_sid_none;
-    }
+    sid = ngx_voice_loggable_sid(ngx_voice_form_get(params, "CallSid"));
 
     h = ngx_voice_find_header(r, &header);
 
@@ -466,8 +402,7 @@ ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: incoming call %V, stream token minted",
-                  ngx_voice_call_sid_is_valid(&op.info.call_sid)
-                  ? &op.info.call_sid : &ngx_voice_sid_none);
+                  ngx_voice_loggable_sid(&op.info.call_sid));
 
     return ngx_voice_webhook_send(r, &twiml);
 }

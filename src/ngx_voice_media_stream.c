@@ -1,0 +1,429 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ *
+ * GET /media-stream/TOKEN: Twilio's Media Stream WebSocket upgrade.
+ * Everything is checked before "101 Switching Protocols", cheapest first,
+ * so a malformed request never uses up a token: the request itself, then
+ * X-Twilio-Signature, then the single-use token from the path.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_sha1.h>
+#include "ngx_voice.h"
+#include "ngx_voice_signature.h"
+#include "ngx_voice_token.h"
+
+
+#define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define NGX_VOICE_WS_KEY_LEN  24
+
+/* nginx has no stock page for 426, so the answer is made here */
+#define NGX_VOICE_UPGRADE_REQUIRED  426
+
+
+static ngx_int_t ngx_voice_media_check_request(ngx_http_request_t *r);
+static ngx_int_t ngx_voice_media_check_signature(ngx_http_request_t *r,
+    ngx_voice_loc_conf_t *vlcf);
+static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
+    ngx_voice_token_op_t *op);
+static ngx_int_t ngx_voice_media_has_token(ngx_str_t *value,
+    const char *token);
+static ngx_int_t ngx_voice_media_upgrade_required(ngx_http_request_t *r);
+static ngx_int_t ngx_voice_media_accept(ngx_http_request_t *r);
+static ngx_int_t ngx_voice_media_add_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
+
+
+static ngx_str_t  ngx_voice_upgrade = ngx_string("Upgrade");
+static ngx_str_t  ngx_voice_connection = ngx_string("Connection");
+static ngx_str_t  ngx_voice_ws_key = ngx_string("Sec-WebSocket-Key");
+static ngx_str_t  ngx_voice_ws_version = ngx_string("Sec-WebSocket-Version");
+static ngx_str_t  ngx_voice_twilio_signature =
+    ngx_string("X-Twilio-Signature");
+
+
+ngx_int_t
+ngx_voice_media_stream_handler(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_voice_token_op_t  *op;
+    ngx_voice_loc_conf_t  *vlcf;
+
+    rc = ngx_voice_media_check_request(r);
+
+    if (rc == NGX_VOICE_UPGRADE_REQUIRED) {
+        return ngx_voice_media_upgrade_required(r);
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
+
+    rc = ngx_voice_media_check_signature(r, vlcf);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    op = ngx_pcalloc(r->pool, sizeof(ngx_voice_token_op_t));
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_voice_media_check_token(r, op);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_voice_media_accept(r);
+}
+
+
+/* (1) a WebSocket upgrade request as RFC 6455 and Twilio make it */
+static ngx_int_t
+ngx_voice_media_check_request(ngx_http_request_t *r)
+{
+    ngx_table_elt_t   *h, *conn, *allow, *version;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (r != r->main || r->http_version != NGX_HTTP_VERSION_11) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: media stream upgrade needs HTTP/1.1");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        allow = ngx_list_push(&r->headers_out.headers);
+        if (allow == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        allow->hash = 1;
+        ngx_str_set(&allow->key, "Allow");
+        ngx_str_set(&allow->value, "GET");
+
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    /* nginx keeps neither header in r->headers_in for HTTP/1.1 */
+
+    h = ngx_voice_find_header(r, &ngx_voice_upgrade);
+    conn = ngx_voice_find_header(r, &ngx_voice_connection);
+
+    if (h == NULL
+        || h->value.len != sizeof("websocket") - 1
+        || ngx_strncasecmp(h->value.data, (u_char *) "websocket",
+                           sizeof("websocket") - 1) != 0
+        || conn == NULL
+        || !ngx_voice_media_has_token(&conn->value, "upgrade"))
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: media stream request is not a WebSocket "
+                      "upgrade");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    h = ngx_voice_find_header(r, &ngx_voice_ws_key);
+
+    if (h == NULL || h->value.len != NGX_VOICE_WS_KEY_LEN) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: media stream upgrade has no valid "
+                      "Sec-WebSocket-Key");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    h = ngx_voice_find_header(r, &ngx_voice_ws_version);
+
+    if (h == NULL || h->value.len != 2
+        || ngx_strncmp(h->value.data, "13", 2) != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: media stream upgrade has an unsupported "
+                      "Sec-WebSocket-Version");
+
+        version = ngx_list_push(&r->headers_out.headers);
+        if (version == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        version->hash = 1;
+        ngx_str_set(&version->key, "Sec-WebSocket-Version");
+        ngx_str_set(&version->value, "13");
+
+        return NGX_VOICE_UPGRADE_REQUIRED;
+    }
+
+    /* Twilio drops query strings from Stream URLs: one is never Twilio */
+
+    if (r->args.len || ngx_strlchr(r->unparsed_uri.data,
+                                   r->unparsed_uri.data + r->unparsed_uri.len,
+                                   '?'))
+    {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "voice: media stream upgrade rejected: "
+                      "query string in the request");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * (2) Twilio signs "wss://" + the public host + the path, with no
+ * parameters; its backend is inconsistent about the trailing slash and
+ * the port, so {as is, "/" toggled} x {no port, ":443"} are tried.
+ */
+static ngx_int_t
+ngx_voice_media_check_signature(ngx_http_request_t *r,
+    ngx_voice_loc_conf_t *vlcf)
+{
+    u_char           *p;
+    size_t            len, plen;
+    ngx_int_t         rc;
+    ngx_str_t         urls[4], *path;
+    ngx_uint_t        i, port, slash;
+    ngx_table_elt_t  *h;
+
+    if (!vlcf->signature) {
+        return NGX_OK;
+    }
+
+    h = ngx_voice_find_header(r, &ngx_voice_twilio_signature);
+
+    if (h == NULL) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "voice: media stream upgrade rejected: "
+                      "no X-Twilio-Signature");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    path = &r->unparsed_uri;
+    plen = path->len;
+
+    if (plen > 1 && path->data[plen - 1] == '/') {
+        plen--;
+    }
+
+    len = sizeof("wss://:443/") - 1 + vlcf->stream_host.len + plen;
+
+    for (i = 0; i < 4; i++) {
+        port = i & 1;
+        slash = i >> 1;
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        urls[i].data = p;
+        p = ngx_cpymem(p, "wss://", 6);
+        p = ngx_cpymem(p, vlcf->stream_host.data, vlcf->stream_host.len);
+
+        if (port) {
+            p = ngx_cpymem(p, ":443", 4);
+        }
+
+        p = ngx_cpymem(p, path->data, plen);
+
+        if (slash) {
+            *p++ = '/';
+        }
+
+        urls[i].len = p - urls[i].data;
+    }
+
+    rc = ngx_voice_signature_check(r->pool, &vlcf->auth_token, urls, 4, NULL,
+                                   &h->value);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "voice: media stream upgrade rejected: "
+                      "X-Twilio-Signature does not match");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+/* (3) the token, the last path segment, consumed once */
+static ngx_int_t
+ngx_voice_media_check_token(ngx_http_request_t *r, ngx_voice_token_op_t *op)
+{
+    u_char                 *p, *end;
+    ngx_int_t               rc;
+    ngx_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
+
+    end = r->unparsed_uri.data + r->unparsed_uri.len;
+
+    for (p = end; p > r->unparsed_uri.data && p[-1] != '/'; p--) {
+        /* void */
+    }
+
+    op->zone = vmcf->token_zone;
+    op->pool = r->pool;
+    op->log = r->connection->log;
+    op->token.data = p;
+    op->token.len = end - p;
+
+    rc = ngx_voice_token_consume(op);
+
+    if (rc != NGX_OK) {
+        /* the shared-memory store never answers later */
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (op->status != NGX_VOICE_TOKEN_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "voice: media stream upgrade rejected: token %s",
+                      ngx_voice_token_status_text(op->status));
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "voice: media stream accepted for call %V",
+                  ngx_voice_loggable_sid(&op->info.call_sid));
+
+    return NGX_OK;
+}
+
+
+/* a comma-separated header value contains "token" (case-insensitive) */
+static ngx_int_t
+ngx_voice_media_has_token(ngx_str_t *value, const char *token)
+{
+    u_char  *p, *end, *start, *last;
+    size_t   len;
+
+    len = ngx_strlen(token);
+    p = value->data;
+    end = value->data + value->len;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p != ',') {
+            p++;
+        }
+
+        last = p;
+
+        while (last > start && (last[-1] == ' ' || last[-1] == '\t')) {
+            last--;
+        }
+
+        if ((size_t) (last - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_voice_media_upgrade_required(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    r->headers_out.status = NGX_VOICE_UPGRADE_REQUIRED;
+    ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_send_special(r, NGX_HTTP_LAST);
+}
+
+
+static ngx_int_t
+ngx_voice_media_accept(ngx_http_request_t *r)
+{
+    ngx_int_t         rc;
+    ngx_str_t         accept, digest;
+    ngx_sha1_t        sha1;
+    ngx_table_elt_t  *key;
+    u_char            hash[20];
+
+    static ngx_str_t  websocket = ngx_string("websocket");
+
+    key = ngx_voice_find_header(r, &ngx_voice_ws_key);
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, key->value.data, key->value.len);
+    ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
+    ngx_sha1_final(hash, &sha1);
+
+    accept.data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(20));
+    if (accept.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    digest.data = hash;
+    digest.len = sizeof(hash);
+    ngx_encode_base64(&accept, &digest);
+
+    if (ngx_voice_media_add_header(r, "Upgrade", &websocket) != NGX_OK
+        || ngx_voice_media_add_header(r, "Sec-WebSocket-Accept", &accept)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    r->headers_out.content_length_n = -1;
+    r->keepalive = 0;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_voice_call_start(r);
+}
+
+
+static ngx_int_t
+ngx_voice_media_add_header(ngx_http_request_t *r, const char *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value = *value;
+
+    return NGX_OK;
+}

@@ -1,0 +1,81 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ *
+ * Small helpers shared by the webhook and the media stream.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_voice.h"
+
+
+static ngx_int_t ngx_voice_call_sid_is_valid(ngx_str_t *sid);
+
+
+static ngx_str_t  ngx_voice_sid_none = ngx_string("-");
+
+
+static ngx_int_t
+ngx_voice_call_sid_is_valid(ngx_str_t *sid)
+{
+    size_t  i;
+    u_char  c;
+
+    if (sid == NULL || sid->len != 34
+        || sid->data[0] != 'C' || sid->data[1] != 'A')
+    {
+        return 0;
+    }
+
+    for (i = 2; i < 34; i++) {
+        c = sid->data[i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+ngx_table_elt_t *
+ngx_voice_find_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+
+ngx_str_t *
+ngx_voice_loggable_sid(ngx_str_t *sid)
+{
+    return ngx_voice_call_sid_is_valid(sid) ? sid : &ngx_voice_sid_none;
+}
