@@ -1,0 +1,511 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_voice_ws.h"
+
+
+#define NGX_VOICE_UTF8_REJECT  0xffffffff
+
+
+static ngx_int_t ngx_voice_ws_read_header(ngx_voice_ws_parser_t *p,
+    u_char **pos, u_char *last, ngx_voice_ws_event_t *ev);
+static ngx_int_t ngx_voice_ws_check_header(ngx_voice_ws_parser_t *p,
+    ngx_voice_ws_event_t *ev);
+static void ngx_voice_ws_control_event(ngx_voice_ws_parser_t *p,
+    ngx_voice_ws_event_t *ev);
+static void ngx_voice_ws_error(ngx_voice_ws_event_t *ev, ngx_uint_t code,
+    const char *reason);
+static ngx_int_t ngx_voice_ws_close_code_valid(ngx_uint_t code);
+static void ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len);
+
+
+void
+ngx_voice_ws_parser_init(ngx_voice_ws_parser_t *p, ngx_uint_t server)
+{
+    ngx_memzero(p, sizeof(ngx_voice_ws_parser_t));
+    p->server = server ? 1 : 0;
+}
+
+
+void
+ngx_voice_ws_parse(ngx_voice_ws_parser_t *p, u_char **pos, u_char *last,
+    ngx_voice_ws_event_t *ev)
+{
+    size_t  n;
+
+    ngx_memzero(ev, sizeof(ngx_voice_ws_event_t));
+
+    for ( ;; ) {
+
+        if (!p->in_frame) {
+            if (ngx_voice_ws_read_header(p, pos, last, ev) != NGX_OK) {
+                return;
+            }
+        }
+
+        if (p->opcode & 0x8) {
+
+            /* a control frame is collected whole (at most 125 bytes) */
+
+            n = ngx_min((size_t) p->left, (size_t) (last - *pos));
+            ngx_memcpy(p->control + p->control_len, *pos, n);
+            *pos += n;
+            p->control_len += n;
+            p->left -= n;
+
+            if (p->left) {
+                return;
+            }
+
+            p->in_frame = 0;
+            ngx_voice_ws_control_event(p, ev);
+            return;
+        }
+
+        n = ngx_min((size_t) ngx_min(p->left, (uint64_t) NGX_MAX_SIZE_T_VALUE),
+                    (size_t) (last - *pos));
+
+        if (n == 0 && p->left) {
+            return;
+        }
+
+        ev->type = NGX_VOICE_WS_EV_DATA;
+        ev->opcode = p->msg_opcode;
+        ev->data = *pos;
+        ev->len = n;
+        ev->first = p->first_piece;
+
+        if (p->masked) {
+            ngx_voice_ws_mask(*pos, n, p->mask, p->mask_pos);
+            p->mask_pos = (p->mask_pos + n) & 3;
+        }
+
+        *pos += n;
+        p->left -= n;
+        p->msg_len += n;
+
+        if (n) {
+            p->first_piece = 0;
+        }
+
+        if (p->msg_opcode == NGX_VOICE_WS_TEXT) {
+            ngx_voice_utf8_check(&p->utf8, ev->data, n);
+
+            if (p->utf8 == NGX_VOICE_UTF8_REJECT) {
+                ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                   "invalid UTF-8 in a text message");
+                return;
+            }
+        }
+
+        if (p->left == 0) {
+            p->in_frame = 0;
+
+            if (p->fin) {
+                p->in_message = 0;
+                ev->last = 1;
+
+                if (p->msg_opcode == NGX_VOICE_WS_TEXT && p->utf8 != 0) {
+                    ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                       "truncated UTF-8 in a text message");
+                    return;
+                }
+            }
+        }
+
+        if (n || ev->last) {
+            return;
+        }
+
+        /* an empty non-final fragment: nothing to report, go on */
+
+        ngx_memzero(ev, sizeof(ngx_voice_ws_event_t));
+    }
+}
+
+
+static ngx_int_t
+ngx_voice_ws_read_header(ngx_voice_ws_parser_t *p, u_char **pos,
+    u_char *last, ngx_voice_ws_event_t *ev)
+{
+    size_t    need, i;
+    u_char   *h;
+    uint64_t  len;
+
+    need = 2;
+
+    for ( ;; ) {
+        while (p->hdr_len < need) {
+            if (*pos == last) {
+                return NGX_AGAIN;
+            }
+
+            p->hdr[p->hdr_len++] = *(*pos)++;
+        }
+
+        if (need > 2) {
+            break;
+        }
+
+        if (ngx_voice_ws_check_header(p, ev) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        len = p->hdr[1] & 0x7f;
+        need = 2 + (len == 126 ? 2 : len == 127 ? 8 : 0) + (p->masked ? 4 : 0);
+
+        if (need == 2) {
+            break;
+        }
+    }
+
+    h = p->hdr + 2;
+    len = p->hdr[1] & 0x7f;
+
+    if (len == 126) {
+        len = ((uint64_t) h[0] << 8) | h[1];
+        h += 2;
+
+    } else if (len == 127) {
+        if (h[0] & 0x80) {
+            ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                               "frame length has its top bit set");
+            return NGX_ERROR;
+        }
+
+        len = 0;
+
+        for (i = 0; i < 8; i++) {
+            len = (len << 8) | h[i];
+        }
+
+        h += 8;
+    }
+
+    if (p->masked) {
+        ngx_memcpy(p->mask, h, 4);
+    }
+
+    p->left = len;
+    p->mask_pos = 0;
+    p->hdr_len = 0;
+    p->in_frame = 1;
+    p->control_len = 0;
+
+    if (p->opcode == NGX_VOICE_WS_TEXT || p->opcode == NGX_VOICE_WS_BINARY) {
+        p->in_message = 1;
+        p->msg_opcode = p->opcode;
+        p->msg_len = 0;
+        p->utf8 = 0;
+        p->first_piece = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the rules that the first two bytes of a frame already decide */
+static ngx_int_t
+ngx_voice_ws_check_header(ngx_voice_ws_parser_t *p, ngx_voice_ws_event_t *ev)
+{
+    ngx_uint_t  opcode, masked;
+
+    if (p->hdr[0] & 0x70) {
+        ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                           "reserved bits set without an extension");
+        return NGX_ERROR;
+    }
+
+    opcode = p->hdr[0] & 0x0f;
+    masked = (p->hdr[1] & 0x80) ? 1 : 0;
+
+    p->fin = (p->hdr[0] & 0x80) ? 1 : 0;
+    p->opcode = opcode;
+    p->masked = masked;
+
+    if (masked != p->server) {
+        ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                           p->server ? "unmasked frame from the client"
+                                     : "masked frame from the server");
+        return NGX_ERROR;
+    }
+
+    switch (opcode) {
+
+    case NGX_VOICE_WS_CLOSE:
+    case NGX_VOICE_WS_PING:
+    case NGX_VOICE_WS_PONG:
+
+        if (!p->fin) {
+            ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                               "fragmented control frame");
+            return NGX_ERROR;
+        }
+
+        if ((p->hdr[1] & 0x7f) > NGX_VOICE_WS_CONTROL_MAX) {
+            ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                               "control frame longer than 125 bytes");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+
+    case NGX_VOICE_WS_CONT:
+
+        if (!p->in_message) {
+            ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                               "continuation frame without a message");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+
+    case NGX_VOICE_WS_TEXT:
+    case NGX_VOICE_WS_BINARY:
+
+        if (p->in_message) {
+            ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                               "new message inside a fragmented one");
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+
+    default:
+        ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                           "unknown opcode");
+        return NGX_ERROR;
+    }
+}
+
+
+static void
+ngx_voice_ws_control_event(ngx_voice_ws_parser_t *p, ngx_voice_ws_event_t *ev)
+{
+    uint32_t  utf8;
+
+    if (p->masked) {
+        ngx_voice_ws_mask(p->control, p->control_len, p->mask, 0);
+    }
+
+    ev->type = NGX_VOICE_WS_EV_CONTROL;
+    ev->opcode = p->opcode;
+    ev->data = p->control;
+    ev->len = p->control_len;
+    ev->first = 1;
+    ev->last = 1;
+
+    if (p->opcode != NGX_VOICE_WS_CLOSE) {
+        return;
+    }
+
+    if (p->control_len == 0) {
+        ev->code = NGX_VOICE_WS_CLOSE_NO_STATUS;
+        return;
+    }
+
+    if (p->control_len == 1) {
+        ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                           "close frame with a one-byte payload");
+        return;
+    }
+
+    ev->code = ((ngx_uint_t) p->control[0] << 8) | p->control[1];
+
+    if (!ngx_voice_ws_close_code_valid(ev->code)) {
+        ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_PROTOCOL,
+                           "invalid close code");
+        return;
+    }
+
+    utf8 = 0;
+    ngx_voice_utf8_check(&utf8, p->control + 2, p->control_len - 2);
+
+    if (utf8 != 0) {
+        ngx_voice_ws_error(ev, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                           "invalid UTF-8 in a close reason");
+        return;
+    }
+
+    ev->data = p->control + 2;
+    ev->len = p->control_len - 2;
+}
+
+
+static void
+ngx_voice_ws_error(ngx_voice_ws_event_t *ev, ngx_uint_t code,
+    const char *reason)
+{
+    ev->type = NGX_VOICE_WS_EV_ERROR;
+    ev->code = code;
+    ev->reason = reason;
+}
+
+
+static ngx_int_t
+ngx_voice_ws_close_code_valid(ngx_uint_t code)
+{
+    if (code >= 3000 && code <= 4999) {
+        return 1;
+    }
+
+    switch (code) {
+    case 1000: case 1001: case 1002: case 1003:
+    case 1007: case 1008: case 1009: case 1010: case 1011:
+    case 1012: case 1013: case 1014:
+        return 1;
+    }
+
+    return 0;
+}
+
+
+u_char *
+ngx_voice_ws_write_header(u_char *dst, ngx_uint_t opcode, ngx_uint_t fin,
+    uint64_t len, u_char *mask)
+{
+    ngx_uint_t  i, masked;
+
+    masked = mask ? 0x80 : 0;
+
+    *dst++ = (u_char) ((fin ? 0x80 : 0) | opcode);
+
+    if (len < 126) {
+        *dst++ = (u_char) (masked | len);
+
+    } else if (len <= 0xffff) {
+        *dst++ = (u_char) (masked | 126);
+        *dst++ = (u_char) (len >> 8);
+        *dst++ = (u_char) len;
+
+    } else {
+        *dst++ = (u_char) (masked | 127);
+
+        for (i = 8; i > 0; i--) {
+            *dst++ = (u_char) (len >> ((i - 1) * 8));
+        }
+    }
+
+    if (mask) {
+        dst = ngx_cpymem(dst, mask, 4);
+    }
+
+    return dst;
+}
+
+
+size_t
+ngx_voice_ws_header_size(uint64_t len, ngx_uint_t masked)
+{
+    return 2 + (len < 126 ? 0 : len <= 0xffff ? 2 : 8) + (masked ? 4 : 0);
+}
+
+
+void
+ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask, ngx_uint_t offset)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        data[i] ^= mask[(offset + i) & 3];
+    }
+}
+
+
+size_t
+ngx_voice_ws_close_payload(u_char *dst, ngx_uint_t code, const char *reason)
+{
+    size_t  len;
+
+    dst[0] = (u_char) (code >> 8);
+    dst[1] = (u_char) code;
+
+    len = reason ? ngx_strlen(reason) : 0;
+    len = ngx_min(len, NGX_VOICE_WS_CONTROL_MAX - 2);
+
+    ngx_memcpy(dst + 2, reason, len);
+
+    return 2 + len;
+}
+
+
+/*
+ * An incremental UTF-8 check (RFC 3629: no overlongs, no surrogates,
+ * nothing past U+10FFFF).  The state packs the continuation bytes still
+ * due and the range the next one must fall in; 0 is "between characters".
+ */
+static void
+ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len)
+{
+    u_char    c;
+    uint32_t  st, rem, lo, hi;
+
+    st = *state;
+
+    if (st == NGX_VOICE_UTF8_REJECT) {
+        return;
+    }
+
+    rem = st & 0xff;
+    lo = (st >> 8) & 0xff;
+    hi = (st >> 16) & 0xff;
+
+    while (len--) {
+        c = *p++;
+
+        if (rem == 0) {
+            if (c < 0x80) {
+                continue;
+            }
+
+            lo = 0x80;
+            hi = 0xbf;
+
+            if (c >= 0xc2 && c <= 0xdf) {
+                rem = 1;
+
+            } else if (c >= 0xe0 && c <= 0xef) {
+                rem = 2;
+
+                if (c == 0xe0) {
+                    lo = 0xa0;
+
+                } else if (c == 0xed) {
+                    hi = 0x9f;
+                }
+
+            } else if (c >= 0xf0 && c <= 0xf4) {
+                rem = 3;
+
+                if (c == 0xf0) {
+                    lo = 0x90;
+
+                } else if (c == 0xf4) {
+                    hi = 0x8f;
+                }
+
+            } else {
+                *state = NGX_VOICE_UTF8_REJECT;
+                return;
+            }
+
+            continue;
+        }
+
+        if (c < lo || c > hi) {
+            *state = NGX_VOICE_UTF8_REJECT;
+            return;
+        }
+
+        rem--;
+        lo = 0x80;
+        hi = 0xbf;
+    }
+
+    *state = rem ? (rem | (lo << 8) | (hi << 16)) : 0;
+}
