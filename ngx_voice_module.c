@@ -17,6 +17,7 @@
 #include "ngx_voice_twiml.h"
 
 
+static ngx_int_t ngx_voice_preconfiguration(ngx_conf_t *cf);
 static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -109,12 +110,152 @@ static ngx_command_t  ngx_voice_commands[] = {
       offsetof(ngx_voice_loc_conf_t, fallback_say),
       NULL },
 
+    { ngx_string("voice_openai_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, openai_url),
+      NULL },
+
+    { ngx_string("voice_openai_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_voice_conf_set_secret_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, openai_key),
+      NULL },
+
+    { ngx_string("voice_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("voice_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("voice_ssl_verify_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, ssl_verify_depth),
+      NULL },
+
+    { ngx_string("voice_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, ssl_name),
+      NULL },
+
+    { ngx_string("voice_ssl_session_reuse"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, ssl_session_reuse),
+      NULL },
+
+    { ngx_string("voice_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("voice_start_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, start_timeout),
+      NULL },
+
+    { ngx_string("voice_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, idle_timeout),
+      NULL },
+
+    { ngx_string("voice_max_call_duration"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, max_call_duration),
+      NULL },
+
+    { ngx_string("voice_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, buffer_size),
+      NULL },
+
+    { ngx_string("voice_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, max_message_size),
+      NULL },
+
+    { ngx_string("voice_dtmf"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, dtmf),
+      NULL },
+
+    { ngx_string("voice_voice"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, voice),
+      NULL },
+
+    { ngx_string("voice_instructions"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, instructions),
+      NULL },
+
+    { ngx_string("voice_instructions_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_voice_set_instructions_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("voice_turn_detection"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_voice_set_turn_detection,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("voice_mcp_server"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_voice_set_mcp_server,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("voice_greeting"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, greeting),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_voice_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_voice_preconfiguration,            /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
     ngx_voice_create_main_conf,            /* create main configuration */
@@ -142,6 +283,13 @@ ngx_module_t  ngx_voice_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_voice_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_voice_add_variables(cf);
+}
 
 
 static void *
@@ -193,6 +341,19 @@ ngx_voice_create_loc_conf(ngx_conf_t *cf)
     conf->signature = NGX_CONF_UNSET;
     conf->allow_callers = NGX_CONF_UNSET_PTR;
 
+    conf->ssl_verify = NGX_CONF_UNSET;
+    conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
+    conf->ssl_session_reuse = NGX_CONF_UNSET;
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->start_timeout = NGX_CONF_UNSET_MSEC;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->max_call_duration = NGX_CONF_UNSET_MSEC;
+    conf->buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->max_message_size = NGX_CONF_UNSET_SIZE;
+    conf->dtmf = NGX_CONF_UNSET;
+    conf->turn_detection = NGX_CONF_UNSET_PTR;
+    conf->mcp_servers = NGX_CONF_UNSET_PTR;
+
     return conf;
 }
 
@@ -227,6 +388,38 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->fallback_say.data == NULL) {
         conf->fallback_say = prev->fallback_say;
+    }
+
+    ngx_conf_merge_str_value(conf->openai_url, prev->openai_url,
+                       "wss://api.openai.com/v1/realtime?model=gpt-realtime");
+    ngx_conf_merge_str_value(conf->openai_key, prev->openai_key, "");
+    ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);
+    ngx_conf_merge_uint_value(conf->ssl_verify_depth,
+                              prev->ssl_verify_depth, 4);
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate, "");
+    ngx_conf_merge_str_value(conf->ssl_name, prev->ssl_name, "");
+    ngx_conf_merge_value(conf->ssl_session_reuse, prev->ssl_session_reuse, 1);
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              10000);
+    ngx_conf_merge_msec_value(conf->start_timeout, prev->start_timeout,
+                              10000);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 60000);
+    ngx_conf_merge_msec_value(conf->max_call_duration,
+                              prev->max_call_duration, 60 * 60 * 1000);
+    ngx_conf_merge_size_value(conf->buffer_size, prev->buffer_size,
+                              256 * 1024);
+    ngx_conf_merge_size_value(conf->max_message_size, prev->max_message_size,
+                              64 * 1024);
+    ngx_conf_merge_value(conf->dtmf, prev->dtmf, 1);
+    ngx_conf_merge_str_value(conf->voice, prev->voice, "alloy");
+    ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
+    ngx_conf_merge_ptr_value(conf->turn_detection, prev->turn_detection,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->mcp_servers, prev->mcp_servers, NULL);
+
+    if (conf->instructions.data == NULL) {
+        conf->instructions = prev->instructions;
     }
 
     if (conf->role == NGX_VOICE_ROLE_NONE) {
@@ -278,6 +471,30 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
+    char  *rv;
+
+    if (conf->buffer_size < 2 * conf->max_message_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_buffer_size\" must be at least twice "
+                           "\"voice_max_message_size\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->idle_timeout < 3) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_idle_timeout\" is too small");
+        return NGX_CONF_ERROR;
+    }
+
+    rv = ngx_voice_openai_merge(cf, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (ngx_voice_session_build(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->stream_host.data == NULL) {
         conf->stream_host = conf->public_host;
     }

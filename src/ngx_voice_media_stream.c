@@ -33,7 +33,8 @@ static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
 static ngx_int_t ngx_voice_media_has_token(ngx_str_t *value,
     const char *token);
 static ngx_int_t ngx_voice_media_upgrade_required(ngx_http_request_t *r);
-static ngx_int_t ngx_voice_media_accept(ngx_http_request_t *r);
+static ngx_int_t ngx_voice_media_accept(ngx_http_request_t *r,
+    ngx_voice_token_op_t *op);
 static ngx_int_t ngx_voice_media_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 
@@ -80,7 +81,7 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_voice_media_accept(r);
+    return ngx_voice_media_accept(r, op);
 }
 
 
@@ -362,7 +363,7 @@ ngx_voice_media_upgrade_required(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_voice_media_accept(ngx_http_request_t *r)
+ngx_voice_media_accept(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
     ngx_int_t         rc;
     ngx_str_t         accept, digest;
@@ -405,7 +406,7 @@ ngx_voice_media_accept(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_voice_call_start(r);
+    return ngx_voice_call_start(r, &op->info);
 }
 
 

@@ -1,0 +1,62 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ *
+ * Streaming JSON with yajl's event parser: where in a message the parser
+ * is (the keys of the open objects), and yajl's allocator routed to
+ * per-call accounting.  Nothing builds a JSON tree.
+ */
+
+
+#ifndef _NGX_VOICE_JSON_H_INCLUDED_
+#define _NGX_VOICE_JSON_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <yajl/yajl_parse.h>
+#include <yajl/yajl_gen.h>
+
+
+#define NGX_VOICE_JSON_DEPTH  8
+#define NGX_VOICE_JSON_KEY    32
+
+
+typedef struct {
+    ngx_uint_t                   depth;        /* open containers */
+    ngx_uint_t                   array;        /* bit per level: array */
+    size_t                       key_len[NGX_VOICE_JSON_DEPTH + 1];
+    u_char                       key[NGX_VOICE_JSON_DEPTH + 1]
+                                    [NGX_VOICE_JSON_KEY];
+} ngx_voice_json_path_t;
+
+
+typedef struct {
+    size_t                       used;         /* bytes held by yajl now */
+    size_t                       peak;
+    ngx_log_t                   *log;
+} ngx_voice_json_mem_t;
+
+
+void ngx_voice_json_alloc_funcs(yajl_alloc_funcs *funcs,
+    ngx_voice_json_mem_t *mem);
+
+/* path bookkeeping, called from the yajl callbacks */
+void ngx_voice_json_open(ngx_voice_json_path_t *path, ngx_uint_t array);
+void ngx_voice_json_close(ngx_voice_json_path_t *path);
+void ngx_voice_json_key(ngx_voice_json_path_t *path, const u_char *key,
+    size_t len);
+
+/*
+ * Whether the value being parsed sits at keys k1[.k2[.k3]] from the top
+ * object (unused keys NULL), and nowhere deeper.
+ */
+ngx_int_t ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
+    const char *k2, const char *k3);
+
+/* JSON string escaping for the few strings put into fixed templates */
+size_t ngx_voice_json_escaped_len(u_char *src, size_t len);
+u_char *ngx_voice_json_escape(u_char *dst, u_char *src, size_t len);
+
+
+#endif /* _NGX_VOICE_JSON_H_INCLUDED_ */

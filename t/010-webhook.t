@@ -1,0 +1,1341 @@
+# The call webhook: `location = /incoming-call { voice_incoming_call; }`.
+#
+# Every signature here is made by the real `twilio` npm package (through
+# --- twilio_sign or sign_twilio()), or is one of Twilio's published test
+# vectors (PROTOCOL.md 1.4): the module is checked against Twilio's own
+# algorithm, never against a copy of its own code.  The auth token is the
+# harness default, 12345, unless a block says otherwise.
+use Test::Voice;
+
+# The Stream token in a TwiML answer, or undef.
+sub token_of {
+    my ($body) = @_;
+    return ($body // '') =~ m{/media-stream/([A-Za-z0-9_-]{43})"} ? $1 : undef;
+}
+
+# The error log of the current block so far, once nginx has finished
+# writing what it logs around a response.
+sub log_now {
+    Time::HiRes::sleep(0.2);
+    return error_log_since_start();
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a webhook signed by the twilio library gets Stream TwiML
+# A genuine webhook: 200 text/xml, a fresh 256-bit token in the Stream URL,
+# one info line naming the call, and the token itself never in the log.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+AccountSid=AC0123456789abcdef0123456789abcdef&ApiVersion=2010-04-01&CallSid=CA0123456789abcdef0123456789abcdef&CallStatus=ringing&Called=%2B15557654321&Caller=%2B15551234567&Direction=inbound&From=%2B15551234567&To=%2B15557654321
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_headers
+Content-Type: text/xml
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- perl_check
+my $r = $_[1][0];
+is($r->{headers}{'content-length'}, length $r->{body}, 'Content-Length is the body length');
+my $token = token_of($r->{body});
+ok($token, 'a token in the Stream URL');
+my $log = log_now();
+like($log, qr/\[info\] .*voice: incoming call CA0123456789abcdef0123456789abcdef, stream token minted/,
+     'one info line names the call');
+ok(index($log, $token) < 0, 'the minted token is not in the error log');
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 2: two webhooks for the same call get two different tokens
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200]
+--- perl_check
+my ($t1, $t2) = map { token_of($_->{body}) } @{$_[1]};
+ok($t1 && $t2, 'both answers carry a token');
+isnt($t1, $t2, 'the tokens differ');
+my $log = log_now();
+ok(index($log, $t1) < 0 && index($log, $t2) < 0, 'neither token is logged');
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 3: one parameter value changed after signing
+# Tampering: whatever part of the signed data changes, the answer is 403
+# with nginx's own error page (no TwiML, so no token) and one [warn] line.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15550000001&To=%2B15557654321
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded\n"
+. "X-Twilio-Signature: " . sign_twilio(undef, 'https://voice.example.com/incoming-call',
+    'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321')
+--- error_code: 403
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log
+[warn]
+voice: webhook X-Twilio-Signature does not match, call CA0123456789abcdef0123456789abcdef
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 4: a parameter added after signing
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321&Digits=1
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded\n"
+. "X-Twilio-Signature: " . sign_twilio(undef, 'https://voice.example.com/incoming-call',
+    'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321')
+--- error_code: 403
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 5: a parameter removed after signing
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&To=%2B15557654321
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded\n"
+. "X-Twilio-Signature: " . sign_twilio(undef, 'https://voice.example.com/incoming-call',
+    'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321')
+--- error_code: 403
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 6: signed with another auth token
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- twilio_token: 54321
+--- error_code: 403
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 7: a signature made for another host, another path, another query
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location = /other-hook { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /other-hook\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call?x=1\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://attacker.example.com/incoming-call",
+ "https://voice.example.com/incoming-call",
+ "https://voice.example.com/incoming-call",
+ "http://voice.example.com/incoming-call"]
+--- error_code eval
+[403, 403, 403, 403]
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log eval
+qr/(?s:voice: webhook X-Twilio-Signature does not match.*){4}/
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 7b: Host and X-Forwarded-* are not the signed URL (a client controls them)
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+Host: attacker.example.com
+X-Forwarded-Proto: https
+X-Forwarded-Host: attacker.example.com
+--- twilio_sign eval
+["https://attacker.example.com/incoming-call",
+ "https://voice.example.com/incoming-call"]
+--- error_code eval
+[403, 200]
+--- response_body_like eval
+[qr{\A(?!.*<Response).*<title>403 Forbidden</title>}s,
+ qr{^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$}]
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: no X-Twilio-Signature header at all
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- error_code: 403
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log
+[warn]
+voice: webhook request has no X-Twilio-Signature, call CA0123456789abcdef0123456789abcdef
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 9: an empty, a truncated and a garbage signature
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers eval
+my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call',
+                      'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567');
+my $ct = "Content-Type: application/x-www-form-urlencoded\n";
+[$ct . "X-Twilio-Signature: ",
+ $ct . "X-Twilio-Signature: " . substr($sig, 0, 27),
+ $ct . "X-Twilio-Signature: " . ('A' x 27) . '=']
+--- error_code eval
+[403, 403, 403]
+--- response_body_like: \A(?!.*<Response).*<title>403 Forbidden</title>
+--- error_log eval
+qr/(?s:\[warn\].*?voice: webhook .*?X-Twilio-Signature.*){3}/
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 10: https public URL, request signed with :443 added
+# Port variants: Twilio signs the public URL with or without its port, so
+# the module tries it as configured, with the port removed and (without a
+# port) with the scheme's default port added -- and nothing else.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com:443/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log
+stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 11: https public URL: :80 or another port is not a variant of it
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://voice.example.com:80/incoming-call",
+ "https://voice.example.com:8443/incoming-call"]
+--- error_code eval
+[403, 403]
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 12: public URL with :8443, signed with that port or without any
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com:8443;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://voice.example.com:8443/incoming-call",
+ "https://voice.example.com/incoming-call"]
+--- error_code eval
+[200, 200]
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 13: public URL with :8443, signed with :443 or :9443: refused
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com:8443;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://voice.example.com:443/incoming-call",
+ "https://voice.example.com:9443/incoming-call"]
+--- error_code eval
+[403, 403]
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 14: http public URL, signed as is and with :80; not as https
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url http://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["http://voice.example.com/incoming-call",
+ "http://voice.example.com:80/incoming-call",
+ "https://voice.example.com/incoming-call",
+ "http://voice.example.com:443/incoming-call"]
+--- error_code eval
+[200, 200, 403, 403]
+--- response_body_like eval
+[qr{^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$},
+ qr{^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$},
+ qr{\A(?!.*<Response).*<title>403 Forbidden</title>}s,
+ qr{\A(?!.*<Response).*<title>403 Forbidden</title>}s]
+--- error_log eval
+qr/(?s:voice: webhook X-Twilio-Signature does not match.*){2}/
+--- no_error_log
+[error]
+
+
+
+=== TEST 15: vector: base case, RSOYDt4T1cUTdK1PDd93/VVr8B8=
+# Twilio's published vectors (twilio-python and twilio-node test suites,
+# PROTOCOL.md 1.4): auth token 12345, fixed signatures, the raw query
+# string "?foo=1&bar=2" part of the signed URL.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://mycompany.com;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://mycompany\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log
+voice: incoming call -, stream token minted
+--- no_error_log
+[warn]
+[error]
+CA1234567890ABCDE
+
+
+
+=== TEST 16: vector: the :443 variant, kvajT1Ptam85bY51eRf/AJRuM3w=
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://mycompany.com;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: kvajT1Ptam85bY51eRf/AJRuM3w=
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://mycompany\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log
+stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 17: vector: http with :80, 0ZXoZLH/DfblKGATFgpif+LLRf4=
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url http://mycompany.com;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: 0ZXoZLH/DfblKGATFgpif+LLRf4=
+--- error_code: 200
+--- error_log
+stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 18: vector: http with :1234, Zmvh+3yNM1Phv2jhDCwEM3q5ebU=
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url http://mycompany.com:1234;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: Zmvh+3yNM1Phv2jhDCwEM3q5ebU=
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://mycompany\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log
+stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 19: vector: https :1234 validated with the port removed (RSOYDt...)
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://mycompany.com:1234;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?foo=1&bar=2
+CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=
+--- error_code: 200
+--- error_log
+stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 20: vector: multi-value Digits, IK+Dwps556ElfBT0I3Rgjkr1wJU=: valid, but no CallSid
+The signature is right (no warning, not 403); the request lacks CallSid,
+so the module answers 400 after checking it.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://mycompany.com;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?foo=1&bar=2
+Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: IK+Dwps556ElfBT0I3Rgjkr1wJU=
+--- error_code: 400
+--- response_body_like: \A(?!.*<Response).*<title>400 Bad Request</title>
+--- error_log
+[info]
+voice: webhook request has no CallSid
+--- no_error_log
+does not match
+[warn]
+[error]
+
+
+
+=== TEST 21: vector: the query string is signed raw (reordered query: 403)
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://mycompany.com;
+--- config
+location = /myapp.php { voice_incoming_call; }
+--- request
+POST /myapp.php?bar=2&foo=1
+CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&From=%2B14158675309&To=%2B18005551212
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=
+--- error_code: 403
+--- error_log
+voice: webhook X-Twilio-Signature does not match, call -
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 21b: the raw query string is signed, escapes and "+" untouched
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call?name=Jos%C3%A9+M&x=a%2Bb&empty=&flag
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call?name=Jos%C3%A9+M&x=a%2Bb&empty=&flag
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 21c: an absolute-form request line: its host is not the signed URL
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST http://attacker.example.com/incoming-call?x=1\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST http://attacker.example.com/incoming-call?x=1\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://voice.example.com/incoming-call?x=1",
+ "http://attacker.example.com/incoming-call?x=1"]
+--- error_code eval
+[200, 403]
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: a name repeated with different values, and an exact duplicate pair
+# Form decoding as Twilio's libraries see it: repeated names (sorted,
+# duplicates dropped), "+" and %XX, UTF-8, invalid escapes left as they are.
+# The twilio library parses each body with Node's querystring and signs
+# the result; the module must reach the same string to accept it.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&Digits=5678&From=%2B15551234567&Digits=1234&Digits=0",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&Digits=1234&From=%2B15551234567&Digits=1234",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200, 200]
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 23: "+" and %XX decoding: spaces, %2B, %26, %3D, %25, lowercase hex
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2b15551234567&CallerName=Jane+Q.%20Doe&Note=a%26b%3Dc+%2B+d&Percent=100%25&Key%20With+Space=x
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 24: the same body with a "+" taken literally would not verify
+The harness signs the decoded values; a module that did not turn "+" into
+a space would compute another string.  Proven here by the oracle itself.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&CallerName=Jane+Doe
+--- more_headers eval
+"Content-Type: application/x-www-form-urlencoded\n"
+. "X-Twilio-Signature: " . sign_twilio(undef, 'https://voice.example.com/incoming-call',
+    { CallSid => 'CA0123456789abcdef0123456789abcdef', CallerName => 'Jane+Doe' })
+--- error_code: 403
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 25: UTF-8 values, percent-encoded and raw
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&CallerName=Jos%C3%A9+M%C3%BCller&FromCity=S%C3%A3o+Paulo&Emoji=%F0%9F%93%9E",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&CallerName=Jos\xc3\xa9 M\xc3\xbcller"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200]
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 26: invalid escapes (%ZZ, a lone %, %4 at the end) are kept as they are
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&Bad=%ZZ&Lone=50%&Mixed=%ZZ%C3%A9%2&Tail=%4
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 27: a name without "=", empty pairs and an empty value
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+&CallSid=CA0123456789abcdef0123456789abcdef&&Flag&Empty=&From=%2B15551234567&
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 28: an empty body with a valid signature: 400 (no CallSid), not 500
+# The request itself: method, media type, body size and framing.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 400
+--- response_body_like: \A(?!.*<Response).*<title>400 Bad Request</title>
+--- error_log
+voice: webhook request has no CallSid
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 29: GET, PUT and HEAD: 405 with Allow: POST
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["GET /incoming-call",
+ "PUT /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "HEAD /incoming-call"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[405, 405, 405]
+--- response_headers
+Allow: POST
+--- response_body_like eval
+[qr/405 Not Allowed/, qr/405 Not Allowed/, qr/^$/]
+--- no_error_log
+stream token minted
+[warn]
+[error]
+
+
+
+=== TEST 30: text/plain, application/json, multipart and no Content-Type: 415
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers eval
+["Content-Type: text/plain",
+ "Content-Type: application/json",
+ "Content-Type: multipart/form-data; boundary=x",
+ "Content-Type: application/x-www-form-urlencodedX",
+ ""]
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[415, 415, 415, 415, 415]
+--- response_body_like: 415 Unsupported Media Type
+--- error_log eval
+qr/(?s:\[info\].*?voice: webhook body is not application\/x-www-form-urlencoded.*){5}/
+--- no_error_log
+stream token minted
+[warn]
+[error]
+
+
+
+=== TEST 31: the media type is case-insensitive and its parameters ignored
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers eval
+["Content-Type: application/x-www-form-urlencoded; charset=utf-8",
+ "Content-Type: Application/X-WWW-Form-URLEncoded",
+ "Content-Type: application/x-www-form-urlencoded ; charset=UTF-8"]
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200, 200]
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 32: a body over client_max_body_size: 413
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+client_max_body_size 1k;
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+"POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&Pad=" . ('x' x 2000)
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 413
+--- response_body_like: \A(?!.*<Response).*413 Request Entity Too Large
+--- error_log
+client intended to send too large body
+--- no_error_log
+stream token minted
+[warn]
+
+
+
+=== TEST 33: a body over client_body_buffer_size (but within client_max_body_size): 413
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+client_max_body_size 1m;
+client_body_buffer_size 1k;
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+"POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&Pad=" . ('x' x 2000)
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 413
+--- response_body_like: \A(?!.*<Response).*413 Request Entity Too Large
+--- error_log
+[info]
+larger than client_body_buffer_size
+--- no_error_log
+stream token minted
+buffered to a temporary file
+[warn]
+[error]
+
+
+
+=== TEST 34: a body of exactly client_body_buffer_size still fits: 200
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+client_max_body_size 1m;
+client_body_buffer_size 1k;
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+my $b = "CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&Pad=";
+"POST /incoming-call\n" . $b . ('x' x (1024 - length $b))
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 35: a chunked body that fits, in several chunks and packets: 200
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- raw_request eval
+my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567'
+         . '&To=%2B15557654321&CallerName=Jos%C3%A9+M%C3%BCller';
+my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call', $body);
+my @parts = (substr($body, 0, 20), substr($body, 20, 30), substr($body, 50));
+my @chunks = map { sprintf("%x\r\n%s\r\n", length, $_) } @parts;
+["POST /incoming-call HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+ . "Content-Type: application/x-www-form-urlencoded\r\n"
+ . "X-Twilio-Signature: $sig\r\nTransfer-Encoding: chunked\r\n\r\n" . $chunks[0],
+ $chunks[1],
+ $chunks[2] . "0\r\n\r\n"]
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log
+voice: incoming call CA0123456789abcdef0123456789abcdef, stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 36: a chunked body over client_body_buffer_size: 413
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+client_max_body_size 1m;
+client_body_buffer_size 1k;
+location = /incoming-call { voice_incoming_call; }
+--- raw_request eval
+my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&Pad='
+         . ('x' x 2000);
+my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call', $body);
+"POST /incoming-call HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+. "Content-Type: application/x-www-form-urlencoded\r\n"
+. "X-Twilio-Signature: $sig\r\nTransfer-Encoding: chunked\r\n\r\n"
+. join('', map { sprintf("%x\r\n%s\r\n", length, $_) } unpack '(a500)*', $body)
+. "0\r\n\r\n"
+--- error_code: 413
+--- response_body_like: \A(?!.*<Response).*413 Request Entity Too Large
+--- error_log
+voice: webhook body is larger than client_body_buffer_size
+--- no_error_log
+stream token minted
+[error]
+
+
+
+=== TEST 36b: a body arriving in several packets (Content-Length): 200
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- raw_request eval
+my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567'
+         . '&To=%2B15557654321&Pad=' . ('y' x 3000);
+my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call', $body);
+["POST /incoming-call HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+ . "Content-Type: application/x-www-form-urlencoded\r\n"
+ . "X-Twilio-Signature: $sig\r\nContent-Length: " . length($body) . "\r\n\r\n",
+ substr($body, 0, 1000), substr($body, 1000, 1500), substr($body, 2500)]
+--- raw_request_middle_delay: 0.1
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log
+voice: incoming call CA0123456789abcdef0123456789abcdef, stream token minted
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 36c: keep-alive: after a 415, 405 or 403 with a body, the next request is served
+The refused request's body must be read and discarded, not taken for the
+next request on the connection.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location = /ping { return 200 "pong"; }
+--- perl_check
+my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567';
+my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call', $body);
+my $req = sub {
+    my ($method, $type, $signature, $conn) = @_;
+    "$method /incoming-call HTTP/1.1\r\nHost: localhost\r\nConnection: $conn\r\n"
+    . "Content-Type: $type\r\nX-Twilio-Signature: $signature\r\n"
+    . "Content-Length: " . length($body) . "\r\n\r\n$body";
+};
+for my $first (['POST', 'text/plain', $sig, 415],
+               ['PUT', 'application/x-www-form-urlencoded', $sig, 405],
+               ['POST', 'application/x-www-form-urlencoded', 'A' x 27 . '=', 403],
+               ['POST', 'application/x-www-form-urlencoded', $sig, 200]) {
+    my $status = pop @$first;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => server_port())
+        or die "connect: $!";
+    print $s $req->(@$first, 'keep-alive'),
+             $req->('POST', 'application/x-www-form-urlencoded', $sig, 'close');
+    local $/;
+    my $all = <$s>;
+    my @st = $all =~ m{(?:^|</Response>)HTTP/1\.1 (\d{3}) }mg;
+    is("@st", "$status 200", "$first->[0] $first->[1] ($status), then a signed webhook (200)");
+    like($all, qr{<Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>\z},
+         'the second answer is the TwiML');
+}
+--- no_error_log
+[error]
+client sent invalid method
+
+
+
+=== TEST 37: allowlist: allowed, not allowed, missing From
+# voice_allow_callers: listed callers get the Stream, anyone else (or no
+# From at all) a bare <Reject/> -- still 200 text/xml, so Twilio rejects
+# the call without answering it.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_allow_callers +15551234567 +15557654321;
+}
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15557654321&To=%2B15550001111",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15559999999&To=%2B15550001111",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&To=%2B15550001111",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=&To=%2B15550001111",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B155512345678&To=%2B15550001111"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200, 200, 200, 200]
+--- response_headers
+Content-Type: text/xml
+--- response_body_like eval
+[qr{^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$},
+ qr{^<Response><Reject/></Response>$}, qr{^<Response><Reject/></Response>$},
+ qr{^<Response><Reject/></Response>$}, qr{^<Response><Reject/></Response>$}]
+--- perl_check
+is($_[1][$_]{body}, '<Response><Reject/></Response>', "request $_: exactly a bare Reject")
+    for 1 .. 4;
+my $log = log_now();
+my $minted = () = $log =~ /stream token minted/g;
+is($minted, 1, 'one token minted, for the allowed caller only');
+my $rejected = () = $log =~ /\[warn\] .*voice: caller is not in voice_allow_callers, rejecting call CA0123456789abcdef0123456789abcdef/g;
+is($rejected, 4, 'each rejection is logged');
+--- no_error_log
+[error]
+15559999999
+
+
+
+=== TEST 38: allowlist: the directive is repeatable, the lists add up
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_allow_callers +15551234567;
+    voice_allow_callers +15557654321;
+}
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15557654321",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15550000000"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200, 200]
+--- response_body_like eval
+[qr{<Stream url="wss://voice\.example\.com/media-stream/}, qr{<Stream url="wss://voice\.example\.com/media-stream/},
+ qr{^<Response><Reject/></Response>$}]
+--- error_log
+voice: caller is not in voice_allow_callers
+--- no_error_log
+[error]
+
+
+
+=== TEST 39: voice_say before <Connect>, voice_fallback_say after it, both escaped
+# TwiML: every configured text is XML-escaped; the Stream URL base comes
+# from voice_stream_url, or voice_public_url's host without its port.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_say "Hi & <welcome> \"friend\"";
+    voice_fallback_say "Sorry, it's <down> & out";
+}
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_headers
+Content-Type: text/xml
+--- response_body_like: ^<Response><Say>Hi &amp; &lt;welcome&gt; &quot;friend&quot;</Say><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect><Say>Sorry, it&apos;s &lt;down&gt; &amp; out</Say></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 40: voice_stream_url is used as given, XML-escaped (& -> &amp;)
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_stream_url wss://streams.example.com/a&b;
+}
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://streams\.example\.com/a&amp;b/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 41: voice_stream_url with a trailing slash gets no second one
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_stream_url wss://streams.example.com/ws/;
+}
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://streams\.example\.com/ws/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 42: the default Stream URL drops voice_public_url's port
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com:8443;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com:8443/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 43: a CallSid that is not CA + 32 lowercase hex never reaches the log
+# Log hygiene: only a CallSid of Twilio's exact shape (CA + 32 lowercase
+# hex) is ever written to the log; anything else a client sent is "-".
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+["POST /incoming-call\nCallSid=CA%3Cscript%3Ealert(1)%3C%2Fscript%3E&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789ABCDEF0123456789ABCDEF&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef%0A2026%2F01%2F01+00%3A00%3A00+%5Bemerg%5D+forged&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef0&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code eval
+[200, 200, 200, 200]
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- error_log eval
+qr/(?s:voice: incoming call -, stream token minted.*){4}/
+--- no_error_log
+<script>
+script%3E
+alert(1)
+CA0123456789ABCDEF
+forged
+CA0123456789abcdef0123456789abcdef0
+[warn]
+[error]
+
+
+
+=== TEST 44: ... nor through a refused signature or an allowlist rejection
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_allow_callers +15551234567;
+}
+--- request eval
+["POST /incoming-call\nCallSid=CA%3Cscript%3E&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA%3Cscript%3E&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA%3Cscript%3E&From=%2B15550000000"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+[undef, "https://attacker.example.com/incoming-call", "https://voice.example.com/incoming-call"]
+--- error_code eval
+[403, 403, 200]
+--- error_log
+voice: webhook request has no X-Twilio-Signature, call -
+voice: webhook X-Twilio-Signature does not match, call -
+voice: caller is not in voice_allow_callers, rejecting call -
+--- no_error_log
+<script>
+script%3E
+[error]
+
+
+
+=== TEST 45: a field over 255 bytes is refused with 400, nothing minted
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- request eval
+"POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=" . ('5' x 256)
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 400
+--- response_body_like: \A(?!.*<Response).*400 Bad Request
+--- error_log
+[info]
+voice: webhook field longer than 255 bytes
+--- no_error_log
+stream token minted
+[warn]
+[error]
