@@ -715,6 +715,7 @@ ngx_voice_call_close_timeout(ngx_event_t *ev)
 static void
 ngx_voice_call_finish(ngx_voice_call_t *call)
 {
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     if (call->done) {
@@ -724,9 +725,11 @@ ngx_voice_call_finish(ngx_voice_call_t *call)
     ngx_voice_call_release(call);
 
     r = call->request;
+    c = r->connection;
 
+    /* the request, and the call with it, is freed here */
     ngx_http_finalize_request(r, NGX_DONE);
-    ngx_http_run_posted_requests(r->connection);
+    ngx_http_run_posted_requests(c);
 }
 
 
