@@ -792,6 +792,44 @@ env-secret-7f3a9c1e5b
 
 
 
+=== TEST 48b: nor when the configuration is read again, at debug level, on reload
+# On a reload the master parses the configuration while logging to the
+# running error log (debug level here): a secret must not show up there.
+--- master_on
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token env:MY_TOKEN;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_fallback_say "before reload";
+}
+--- env
+MY_TOKEN=env-secret-7f3a9c1e5b
+--- perl_check
+ok(nginx_reload(config => '
+    location = /incoming-call {
+        voice_incoming_call;
+        voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/auth-token.txt;
+        voice_fallback_say "after reload";
+    }'), 'reloaded with a file: secret');
+my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567';
+my $r = http_post('/incoming-call', $body,
+                  headers => ['Content-Type' => 'application/x-www-form-urlencoded'],
+                  twilio_sign => 'https://voice.example.com/incoming-call',
+                  twilio_token => 'file-secret-2d8e4b6a0c');
+is($r->{status}, 200, 'the new secret signs');
+like($r->{body}, qr{<Say>after reload</Say></Response>$}, 'the new configuration answers');
+--- error_log
+reconfiguring
+--- no_error_log
+env-secret-7f3a9c1e5b
+file-secret-2d8e4b6a0c
+[error]
+
+
+
 === TEST 49: voice_public_url, auth token and voice_say given at http level
 # Inheritance: http -> server -> location; an inner list replaces the outer
 # one (as add_header does); a role given at server level serves every

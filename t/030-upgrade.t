@@ -257,7 +257,6 @@ is_accepted($r, 'good upgrade');
 like($r->{head}, qr{\AHTTP/1\.1 101 [^\r\n]*\r\n}, 'the status line');
 is($r->{headers}{'sec-websocket-accept'}, RFC_ACCEPT, "Sec-WebSocket-Accept for RFC 6455's key");
 ok(!exists $r->{headers}{$_}, "no $_ on a 101") for 'content-length', 'transfer-encoding';
-my ($f) = frames_of($r->{frames});
 ($r) = exchange(upgrade(token => $token));
 is($r->{status}, 403, 'the same request again: 403 (the token was used)');
 --- error_log eval
@@ -459,12 +458,12 @@ refused(name => 'signed with another auth token',
         req => { sig => sign_twilio('54321', 'wss://voice.example.com/media-stream/' . mint(), undef) },
         status => 403);
 # A signature made for one token's URL does not open another token.
-my ($a, $b) = (mint(), mint());
-my ($r) = exchange(upgrade(token => $a,
-    sig => sign_twilio(AUTH_TOKEN, "wss://voice.example.com/media-stream/$b", undef)));
+my ($ta, $tb) = (mint(), mint());
+my ($r) = exchange(upgrade(token => $ta,
+    sig => sign_twilio(AUTH_TOKEN, "wss://voice.example.com/media-stream/$tb", undef)));
 is($r->{status}, 403, "token A with token B's signature: 403");
-still_valid($a, 'token A');
-still_valid($b, 'token B');
+still_valid($ta, 'token A');
+still_valid($tb, 'token B');
 
 # The URL is never taken from the request's Host: a client cannot choose
 # the host it signs over.
