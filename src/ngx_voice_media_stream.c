@@ -25,7 +25,10 @@
 #define NGX_VOICE_UPGRADE_REQUIRED  426
 
 
+static ngx_int_t ngx_voice_media_redact(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_check_request(ngx_http_request_t *r);
+static ngx_int_t ngx_voice_media_key_valid(ngx_str_t *key);
+static ngx_int_t ngx_voice_media_connection_upgrade(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_check_signature(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf);
 static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
@@ -40,7 +43,6 @@ static ngx_int_t ngx_voice_media_add_header(ngx_http_request_t *r,
 
 
 static ngx_str_t  ngx_voice_upgrade = ngx_string("Upgrade");
-static ngx_str_t  ngx_voice_connection = ngx_string("Connection");
 static ngx_str_t  ngx_voice_ws_key = ngx_string("Sec-WebSocket-Key");
 static ngx_str_t  ngx_voice_ws_version = ngx_string("Sec-WebSocket-Version");
 static ngx_str_t  ngx_voice_twilio_signature =
@@ -53,6 +55,10 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
     ngx_int_t              rc;
     ngx_voice_token_op_t  *op;
     ngx_voice_loc_conf_t  *vlcf;
+
+    if (ngx_voice_media_redact(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_voice_media_check_request(r);
 
@@ -89,7 +95,7 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_voice_media_check_request(ngx_http_request_t *r)
 {
-    ngx_table_elt_t   *h, *conn, *allow, *version;
+    ngx_table_elt_t   *h, *allow, *version;
     ngx_connection_t  *c;
 
     c = r->connection;
@@ -101,6 +107,9 @@ ngx_voice_media_check_request(ngx_http_request_t *r)
     }
 
     if (r->method != NGX_HTTP_GET) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: media stream upgrade must be a GET");
+
         allow = ngx_list_push(&r->headers_out.headers);
         if (allow == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -116,14 +125,12 @@ ngx_voice_media_check_request(ngx_http_request_t *r)
     /* nginx keeps neither header in r->headers_in for HTTP/1.1 */
 
     h = ngx_voice_find_header(r, &ngx_voice_upgrade);
-    conn = ngx_voice_find_header(r, &ngx_voice_connection);
 
     if (h == NULL
         || h->value.len != sizeof("websocket") - 1
         || ngx_strncasecmp(h->value.data, (u_char *) "websocket",
                            sizeof("websocket") - 1) != 0
-        || conn == NULL
-        || !ngx_voice_media_has_token(&conn->value, "upgrade"))
+        || !ngx_voice_media_connection_upgrade(r))
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "voice: media stream request is not a WebSocket "
@@ -133,7 +140,7 @@ ngx_voice_media_check_request(ngx_http_request_t *r)
 
     h = ngx_voice_find_header(r, &ngx_voice_ws_key);
 
-    if (h == NULL || h->value.len != NGX_VOICE_WS_KEY_LEN) {
+    if (h == NULL || !ngx_voice_media_key_valid(&h->value)) {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "voice: media stream upgrade has no valid "
                       "Sec-WebSocket-Key");
@@ -303,6 +310,107 @@ ngx_voice_media_check_token(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 }
 
 
+/*
+ * The token is a credential until it is used: the request line, which
+ * nginx puts into every log line of the request and $request, keeps only
+ * its first characters.
+ */
+static ngx_int_t
+ngx_voice_media_redact(ngx_http_request_t *r)
+{
+    u_char  *p, *seg, *end, *line;
+    size_t   keep;
+
+    end = r->unparsed_uri.data + r->unparsed_uri.len;
+
+    for (seg = end; seg > r->unparsed_uri.data && seg[-1] != '/'; seg--) {
+        /* void */
+    }
+
+    keep = ngx_min((size_t) (end - seg), 4);
+
+    if ((size_t) (end - seg) <= keep
+        || r->request_line.data == NULL
+        || seg < r->request_line.data
+        || end > r->request_line.data + r->request_line.len)
+    {
+        return NGX_OK;
+    }
+
+    line = ngx_pnalloc(r->pool, r->request_line.len);
+    if (line == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(line, r->request_line.data,
+                   seg + keep - r->request_line.data);
+    p = ngx_cpymem(p, "...", 3);
+    p = ngx_cpymem(p, end, r->request_line.data + r->request_line.len - end);
+
+    r->request_line.data = line;
+    r->request_line.len = p - line;
+
+    return NGX_OK;
+}
+
+
+/* RFC 6455 4.2.1: the key is the base64 of 16 bytes */
+static ngx_int_t
+ngx_voice_media_key_valid(ngx_str_t *key)
+{
+    ngx_str_t  decoded;
+    u_char     buf[NGX_VOICE_WS_KEY_LEN];
+
+    if (key->len != NGX_VOICE_WS_KEY_LEN
+        || key->data[22] != '=' || key->data[23] != '=')
+    {
+        return 0;
+    }
+
+    decoded.data = buf;
+
+    if (ngx_decode_base64(&decoded, key) != NGX_OK) {
+        return 0;
+    }
+
+    return decoded.len == 16;
+}
+
+
+/* any Connection header line lists the "upgrade" token */
+static ngx_int_t
+ngx_voice_media_connection_upgrade(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Connection") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Connection",
+                               sizeof("Connection") - 1) == 0
+            && ngx_voice_media_has_token(&h[i].value, "upgrade"))
+        {
+            return 1;
+        }
+    }
+}
+
+
 /* a comma-separated header value contains "token" (case-insensitive) */
 static ngx_int_t
 ngx_voice_media_has_token(ngx_str_t *value, const char *token)
@@ -346,6 +454,13 @@ static ngx_int_t
 ngx_voice_media_upgrade_required(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
+
+    static ngx_str_t  websocket = ngx_string("websocket");
+
+    /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to */
+    if (ngx_voice_media_add_header(r, "Upgrade", &websocket) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     r->headers_out.status = NGX_VOICE_UPGRADE_REQUIRED;
     ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
@@ -397,6 +512,7 @@ ngx_voice_media_accept(ngx_http_request_t *r, ngx_voice_token_op_t *op)
     }
 
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
     r->headers_out.content_length_n = -1;
     r->keepalive = 0;
 

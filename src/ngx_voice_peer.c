@@ -69,7 +69,7 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 
     for ( ;; ) {
 
-        if (peer->eof || peer->call->done) {
+        if (peer->eof || peer->close_received || peer->call->done) {
             return NGX_DONE;
         }
 
@@ -375,10 +375,6 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
             return NGX_ERROR;
         }
 
-        if (cl != peer->out) {
-            peer->last_send = ngx_current_msec;
-        }
-
         /* links sent whole go back to the free list for the next frames */
 
         while (peer->out && peer->out != cl) {
@@ -400,6 +396,10 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
 
         for (ln = peer->out; ln; ln = ln->next) {
             pending += ln->buf->last - ln->buf->pos;
+        }
+
+        if (pending < peer->pending) {
+            peer->last_send = ngx_current_msec;
         }
 
         peer->pending = pending;
@@ -470,6 +470,11 @@ ngx_voice_peer_chunk(ngx_voice_peer_t *peer)
         if (b->last < b->end) {
             return b;
         }
+    }
+
+    if (peer->out == NULL) {
+        /* the peer is judged on how long it leaves data waiting */
+        peer->last_send = ngx_current_msec;
     }
 
     if (peer->free) {

@@ -813,10 +813,9 @@ ngx_voice_upstream_open(ngx_voice_call_t *call, u_char *pos, u_char *last)
 
     /* OpenAI may have sent session.created with its 101 */
 
-    if (pos < last
-        && ngx_voice_peer_feed(&call->openai, pos, last) == NGX_DONE)
-    {
-        call->openai.eof = call->openai.eof || !call->openai.close_received;
+    if (pos < last) {
+        /* a close among them is seen by the read below */
+        (void) ngx_voice_peer_feed(&call->openai, pos, last);
     }
 
     if (c->read->ready) {
