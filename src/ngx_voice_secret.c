@@ -27,13 +27,13 @@ ngx_voice_secret_load(ngx_conf_t *cf, ngx_str_t *directive, ngx_str_t *value,
 {
     ngx_str_t  rest;
 
-    if (value->len > 4 && ngx_strncmp(value->data, "env:", 4) == 0) {
+    if (value->len >= 4 && ngx_strncmp(value->data, "env:", 4) == 0) {
         rest.data = value->data + 4;
         rest.len = value->len - 4;
         return ngx_voice_secret_from_env(cf, directive, &rest, secret);
     }
 
-    if (value->len > 5 && ngx_strncmp(value->data, "file:", 5) == 0) {
+    if (value->len >= 5 && ngx_strncmp(value->data, "file:", 5) == 0) {
         rest.data = value->data + 5;
         rest.len = value->len - 5;
         return ngx_voice_secret_from_file(cf, directive, &rest, secret);
@@ -75,6 +75,13 @@ ngx_voice_secret_from_env(ngx_conf_t *cf, ngx_str_t *directive,
     char    *v;
     u_char  *cname;
 
+    if (name->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"env:\" needs a variable name",
+                           directive);
+        return NGX_CONF_ERROR;
+    }
+
     cname = ngx_pnalloc(cf->temp_pool, name->len + 1);
     if (cname == NULL) {
         return NGX_CONF_ERROR;
@@ -107,6 +114,12 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
     ngx_str_t    name;
     ngx_file_t   file;
     u_char       buf[NGX_VOICE_SECRET_MAX + 1];
+
+    if (path->len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": \"file:\" needs a path", directive);
+        return NGX_CONF_ERROR;
+    }
 
     name = *path;
 

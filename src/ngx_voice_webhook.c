@@ -334,11 +334,12 @@ static ngx_int_t
 ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     ngx_array_t *params)
 {
-    u_char                 *p;
-    ngx_int_t               rc;
-    ngx_str_t               twiml, base, *host;
-    ngx_voice_token_op_t    op;
-    ngx_voice_main_conf_t  *vmcf;
+    u_char                    *p;
+    ngx_int_t                  rc;
+    ngx_str_t                  twiml, base, *host;
+    ngx_voice_token_op_t       op;
+    ngx_voice_main_conf_t     *vmcf;
+    ngx_http_core_srv_conf_t  *cscf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
 
@@ -376,9 +377,14 @@ ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     base = vlcf->stream_base;
 
     if (base.len == 0) {
-        /* voice_signature off and no voice_public_url: the Host header */
+        /* voice_signature off and no voice_public_url: $host */
 
         host = &r->headers_in.server;
+
+        if (host->len == 0) {
+            cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+            host = &cscf->server_name;
+        }
 
         p = ngx_pnalloc(r->pool, sizeof("wss:///media-stream") - 1
                                  + host->len);

@@ -106,7 +106,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 7: voice_token_zone with a bad ttl, or ttl=0
+=== TEST 7: voice_token_zone with a ttl that is not a time
 --- http_config
 voice_token_zone voice_tokens:1m ttl=soon;
 --- must_die
@@ -195,7 +195,33 @@ location = /incoming-call { voice_incoming_call; }
 
 
 
-=== TEST 15: voice_public_url with a path
+=== TEST 15: voice_media_stream with signatures on and no auth token
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_public_url https://voice.example.com;
+--- config
+location /media-stream/ { voice_media_stream; }
+--- must_die
+--- error_log
+[emerg]
+"voice_twilio_auth_token" is required while "voice_signature" is on
+
+
+
+=== TEST 16: voice_media_stream with signatures on and neither voice_stream_url nor voice_public_url
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+--- config
+location /media-stream/ { voice_media_stream; }
+--- must_die
+--- error_log
+[emerg]
+"voice_stream_url" or "voice_public_url" is required while "voice_signature" is on
+
+
+
+=== TEST 17: voice_public_url with a path
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -209,7 +235,7 @@ location = /incoming-call { voice_incoming_call; }
 
 
 
-=== TEST 16: voice_public_url with an ftp:// scheme
+=== TEST 18: voice_public_url with an ftp:// scheme
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -223,7 +249,7 @@ invalid "voice_public_url" "ftp://voice.example.com"
 
 
 
-=== TEST 17: voice_public_url with a query string
+=== TEST 19: voice_public_url with a query string
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -236,7 +262,7 @@ qr/\[emerg\] .*"voice_public_url" "https:\/\/voice\.example\.com\?account=1"/
 
 
 
-=== TEST 18: voice_public_url without a scheme, with user info, with a bad port
+=== TEST 20: voice_public_url without a scheme
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -250,7 +276,7 @@ invalid "voice_public_url" "voice.example.com"
 
 
 
-=== TEST 19: voice_public_url with user info
+=== TEST 21: voice_public_url with user info
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_public_url https://user:pass@voice.example.com;
@@ -261,7 +287,7 @@ invalid "voice_public_url"
 
 
 
-=== TEST 20: voice_public_url with a port that is not one
+=== TEST 22: voice_public_url with a port that is not one
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_public_url https://voice.example.com:99999;
@@ -272,7 +298,7 @@ invalid "voice_public_url" "https://voice.example.com:99999"
 
 
 
-=== TEST 21: voice_public_url with a lone trailing slash is the same URL
+=== TEST 23: voice_public_url with a lone trailing slash is the same URL
 The request URI's own "/" follows it: the signed URL must not get "//".
 --- http_config
 voice_token_zone voice_tokens:1m;
@@ -294,7 +320,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 22: voice_stream_url that is not wss://
+=== TEST 24: voice_stream_url that is not wss://
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -311,7 +337,7 @@ invalid "voice_stream_url" "https://streams.example.com/media": wss://host[/path
 
 
 
-=== TEST 23: voice_stream_url with a query string
+=== TEST 25: voice_stream_url with a query string
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -328,7 +354,7 @@ location = /incoming-call {
 
 
 
-=== TEST 24: voice_stream_url with a query string and no path
+=== TEST 26: voice_stream_url with a query string and no path
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_stream_url wss://streams.example.com?call=1;
@@ -339,7 +365,7 @@ voice_stream_url wss://streams.example.com?call=1;
 
 
 
-=== TEST 25: voice_incoming_call twice in one location
+=== TEST 27: voice_incoming_call twice in one location
 # Roles and flags.
 --- http_config
 voice_token_zone voice_tokens:1m;
@@ -357,7 +383,7 @@ location = /incoming-call {
 
 
 
-=== TEST 26: voice_incoming_call and voice_media_stream in one location
+=== TEST 28: voice_incoming_call and voice_media_stream in one location
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -374,7 +400,7 @@ location /voice/ {
 
 
 
-=== TEST 27: voice_signature with a value that is not on or off
+=== TEST 29: voice_signature with a value that is not on or off
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_signature maybe;
@@ -385,7 +411,7 @@ invalid value "maybe" in "voice_signature" directive, it must be "on" or "off"
 
 
 
-=== TEST 28: an empty caller in voice_allow_callers
+=== TEST 30: an empty caller in voice_allow_callers
 --- http_config
 voice_token_zone voice_tokens:1m;
 --- config
@@ -397,7 +423,7 @@ invalid empty caller in "voice_allow_callers"
 
 
 
-=== TEST 29: voice_public_url and voice_twilio_auth_token twice in one block
+=== TEST 31: voice_twilio_auth_token twice in one block
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token literal-secret-9b1c3e5d7f;
@@ -411,7 +437,7 @@ literal-secret-9b1c3e5d7f
 
 
 
-=== TEST 30: voice_public_url twice in one block
+=== TEST 32: voice_public_url twice in one block
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_public_url https://voice.example.com;
@@ -423,7 +449,7 @@ voice_public_url https://voice.example.net;
 
 
 
-=== TEST 31: env: naming a variable that is not set
+=== TEST 33: env: naming a variable that is not set
 # Secrets that cannot be loaded: the message names the directive and the
 # variable or file, never any part of a secret.
 --- http_config
@@ -442,7 +468,7 @@ other-secret-1a3c5e7f9b
 
 
 
-=== TEST 32: env: naming a variable that is empty
+=== TEST 34: env: naming a variable that is empty
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token env:VOICE_TEST_EMPTY_VAR;
@@ -455,7 +481,7 @@ VOICE_TEST_EMPTY_VAR=
 
 
 
-=== TEST 33: file: naming a file that does not exist
+=== TEST 35: file: naming a file that does not exist
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token file:/nonexistent/voice-auth-token;
@@ -465,7 +491,7 @@ qr/\[emerg\] .*"voice_twilio_auth_token": cannot open secret file "\/nonexistent
 
 
 
-=== TEST 34: file: naming an empty file
+=== TEST 36: file: naming an empty file
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/empty.txt;
@@ -476,7 +502,7 @@ voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/empty.txt;
 
 
 
-=== TEST 35: file: whose first line is empty: the second line is not used, nor shown
+=== TEST 37: file: whose first line is empty: the second line is not used, nor shown
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/blank-first.txt;
@@ -489,7 +515,7 @@ hidden-secret-4c6e8a0b2d
 
 
 
-=== TEST 36: file: whose first line is longer than 4096 bytes
+=== TEST 38: file: whose first line is longer than 4096 bytes
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/too-long.txt;
@@ -502,7 +528,7 @@ LLLLLLLL
 
 
 
-=== TEST 37: an empty literal auth token
+=== TEST 39: an empty literal auth token
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token "";
@@ -513,7 +539,7 @@ voice_twilio_auth_token "";
 
 
 
-=== TEST 38: "env:" with nothing after it
+=== TEST 40: "env:" with nothing after it
 # BUG: `voice_twilio_auth_token env:;` is taken as the literal auth token
 # "env:" and nginx -t passes; an empty variable name (e.g. a template that
 # expanded to nothing) should be an [emerg] like any other secret error.
@@ -531,7 +557,7 @@ location = /incoming-call { voice_incoming_call; }
 
 
 
-=== TEST 38b: "file:" with nothing after it
+=== TEST 41: "file:" with nothing after it
 # BUG: likewise `voice_twilio_auth_token file:;` becomes the literal auth
 # token "file:" instead of an [emerg] about a missing path.
 --- http_config
@@ -548,7 +574,7 @@ location = /incoming-call { voice_incoming_call; }
 
 
 
-=== TEST 39: voice_signature off: a warning at start, an unsigned webhook works
+=== TEST 42: voice_signature off: a warning at start, an unsigned webhook works
 # voice_signature off: for local development only.  nginx warns at start;
 # no auth token or public URL is needed; the Stream URL's host is the
 # request's host ($host), without a port.
@@ -576,7 +602,7 @@ X-Twilio-Signature does not match
 
 
 
-=== TEST 40: voice_signature off: any signature is ignored, the Host's port is dropped, its text escaped
+=== TEST 43: voice_signature off: any signature is ignored, the Host's port is dropped, its text escaped
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_signature off;
@@ -604,7 +630,7 @@ X-Twilio-Signature does not match
 
 
 
-=== TEST 41: voice_signature off: a request without any Host uses the server name
+=== TEST 44: voice_signature off: a request without any Host uses the server name
 # BUG: with voice_signature off and no voice_public_url, an HTTP/1.0 request
 # without a Host header gets <Stream url="wss:///media-stream/TOKEN"/> (an
 # empty host); README says the fallback is https://$host, and $host is then
@@ -627,7 +653,7 @@ my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567';
 
 
 
-=== TEST 42: voice_signature off with voice_public_url: its host, not the Host header
+=== TEST 45: voice_signature off with voice_public_url: its host, not the Host header
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_signature off;
@@ -649,7 +675,7 @@ Host: attacker.example.com
 
 
 
-=== TEST 43: voice_signature on (the default) warns about nothing
+=== TEST 46: voice_signature on (the default) warns about nothing
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -670,7 +696,7 @@ voice: webhook request has no X-Twilio-Signature
 
 
 
-=== TEST 44: voice_twilio_auth_token env:NAME
+=== TEST 47: voice_twilio_auth_token env:NAME
 # Secrets that load: env: and file: (first line, without its line ending)
 # sign webhooks, and no log line, debug level included, ever shows them.
 --- http_config
@@ -701,7 +727,7 @@ env-secret-7f3a9c1e5b
 
 
 
-=== TEST 45: voice_twilio_auth_token file:PATH (the first line)
+=== TEST 48: voice_twilio_auth_token file:PATH (the first line)
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/auth-token.txt;
@@ -729,7 +755,7 @@ second line
 
 
 
-=== TEST 46: file: with CRLF line endings: the "\r" is not part of the secret
+=== TEST 49: file: with CRLF line endings: the "\r" is not part of the secret
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token file:$TEST_NGINX_SERVROOT/secrets/crlf-token.txt;
@@ -753,7 +779,7 @@ crlf-secret-5a7c9e1b3d
 
 
 
-=== TEST 47: a literal auth token never reaches the log either
+=== TEST 50: a literal auth token never reaches the log either
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token literal-secret-9b1c3e5d7f;
@@ -776,7 +802,7 @@ literal-secret-9b1c3e5d7
 
 
 
-=== TEST 48: a secret survives an error elsewhere in the file without being shown
+=== TEST 51: a secret survives an error elsewhere in the file without being shown
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token env:MY_TOKEN;
@@ -792,7 +818,7 @@ env-secret-7f3a9c1e5b
 
 
 
-=== TEST 48b: nor when the configuration is read again, at debug level, on reload
+=== TEST 52: no secret in the log when the configuration is read again, at debug level, on reload
 # On a reload the master parses the configuration while logging to the
 # running error log (debug level here): a secret must not show up there.
 --- master_on
@@ -830,7 +856,7 @@ file-secret-2d8e4b6a0c
 
 
 
-=== TEST 49: voice_public_url, auth token and voice_say given at http level
+=== TEST 53: voice_public_url, auth token and voice_say given at http level
 # Inheritance: http -> server -> location; an inner list replaces the outer
 # one (as add_header does); a role given at server level serves every
 # location that has no content handler of its own.
@@ -857,7 +883,7 @@ http-level-secret-3e5a
 
 
 
-=== TEST 50: the same at server level, and a location overriding some of it
+=== TEST 54: the same at server level, and a location overriding some of it
 --- http_config
 voice_token_zone voice_tokens:1m;
 --- config
@@ -896,7 +922,7 @@ server-level-secret-8c2d
 
 
 
-=== TEST 51: voice_allow_callers in a location replaces the server's list
+=== TEST 55: voice_allow_callers in a location replaces the server's list
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -932,7 +958,7 @@ voice: caller is not in voice_allow_callers
 
 
 
-=== TEST 52: voice_incoming_call at server level serves locations without a handler of their own
+=== TEST 56: voice_incoming_call at server level serves locations without a handler of their own
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -965,7 +991,7 @@ voice: webhook request has no X-Twilio-Signature
 
 
 
-=== TEST 53: voice_signature off at http level, back on in one location
+=== TEST 57: voice_signature off at http level, back on in one location
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_signature off;

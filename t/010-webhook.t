@@ -215,7 +215,7 @@ stream token minted
 
 
 
-=== TEST 7b: Host and X-Forwarded-* are not the signed URL (a client controls them)
+=== TEST 8: Host and X-Forwarded-* are not the signed URL (a client controls them)
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -245,7 +245,7 @@ voice: webhook X-Twilio-Signature does not match
 
 
 
-=== TEST 8: no X-Twilio-Signature header at all
+=== TEST 9: no X-Twilio-Signature header at all
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -268,7 +268,7 @@ stream token minted
 
 
 
-=== TEST 9: an empty, a truncated and a garbage signature
+=== TEST 10: an empty, a truncated and a garbage signature
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -297,7 +297,7 @@ stream token minted
 
 
 
-=== TEST 10: https public URL, request signed with :443 added
+=== TEST 11: https public URL, request signed with :443 added
 # Port variants: Twilio signs the public URL with or without its port, so
 # the module tries it as configured, with the port removed and (without a
 # port) with the scheme's default port added -- and nothing else.
@@ -323,7 +323,7 @@ stream token minted
 
 
 
-=== TEST 11: https public URL: :80 or another port is not a variant of it
+=== TEST 12: https public URL: :80 or another port is not a variant of it
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -348,7 +348,7 @@ stream token minted
 
 
 
-=== TEST 12: public URL with :8443, signed with that port or without any
+=== TEST 13: public URL with :8443, signed with that port or without any
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -372,7 +372,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 13: public URL with :8443, signed with :443 or :9443: refused
+=== TEST 14: public URL with :8443, signed with :443 or :9443: refused
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -397,7 +397,7 @@ stream token minted
 
 
 
-=== TEST 14: http public URL, signed as is and with :80; not as https
+=== TEST 15: http public URL, signed as is and with :80; not as https
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -430,7 +430,46 @@ qr/(?s:voice: webhook X-Twilio-Signature does not match.*){2}/
 
 
 
-=== TEST 15: vector: base case, RSOYDt4T1cUTdK1PDd93/VVr8B8=
+=== TEST 16: an IPv6 literal public URL, with and without a port
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    voice_public_url https://[2001:db8::1]:8443;
+}
+location = /incoming-call-443 {
+    voice_incoming_call;
+    voice_public_url https://[2001:db8::1];
+}
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call-443\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call-443\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "POST /incoming-call-443\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://[2001:db8::1]:8443/incoming-call",
+ "https://[2001:db8::1]/incoming-call",
+ "https://[2001:db8::1]/incoming-call-443",
+ "https://[2001:db8::1]:443/incoming-call-443",
+ "https://[2001:db8::2]/incoming-call-443"]
+--- error_code eval
+[200, 200, 200, 200, 403]
+--- response_body_like eval
+[(qr{^<Response><Connect><Stream url="wss://\[2001:db8::1\]/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$}) x 4,
+ qr{403 Forbidden}]
+--- error_log
+voice: webhook X-Twilio-Signature does not match
+--- no_error_log
+[error]
+
+
+
+=== TEST 17: vector: base case, RSOYDt4T1cUTdK1PDd93/VVr8B8=
 # Twilio's published vectors (twilio-python and twilio-node test suites,
 # PROTOCOL.md 1.4): auth token 12345, fixed signatures, the raw query
 # string "?foo=1&bar=2" part of the signed URL.
@@ -457,7 +496,7 @@ CA1234567890ABCDE
 
 
 
-=== TEST 16: vector: the :443 variant, kvajT1Ptam85bY51eRf/AJRuM3w=
+=== TEST 18: vector: the :443 variant, kvajT1Ptam85bY51eRf/AJRuM3w=
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -480,7 +519,7 @@ stream token minted
 
 
 
-=== TEST 17: vector: http with :80, 0ZXoZLH/DfblKGATFgpif+LLRf4=
+=== TEST 19: vector: http with :80, 0ZXoZLH/DfblKGATFgpif+LLRf4=
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -502,7 +541,7 @@ stream token minted
 
 
 
-=== TEST 18: vector: http with :1234, Zmvh+3yNM1Phv2jhDCwEM3q5ebU=
+=== TEST 20: vector: http with :1234, Zmvh+3yNM1Phv2jhDCwEM3q5ebU=
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -525,7 +564,7 @@ stream token minted
 
 
 
-=== TEST 19: vector: https :1234 validated with the port removed (RSOYDt...)
+=== TEST 21: vector: https :1234 validated with the port removed (RSOYDt...)
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -547,7 +586,7 @@ stream token minted
 
 
 
-=== TEST 20: vector: multi-value Digits, IK+Dwps556ElfBT0I3Rgjkr1wJU=: valid, but no CallSid
+=== TEST 22: vector: multi-value Digits, IK+Dwps556ElfBT0I3Rgjkr1wJU=: valid, but no CallSid
 The signature is right (no warning, not 403); the request lacks CallSid,
 so the module answers 400 after checking it.
 --- http_config
@@ -574,7 +613,7 @@ does not match
 
 
 
-=== TEST 21: vector: the query string is signed raw (reordered query: 403)
+=== TEST 23: vector: the query string is signed raw (reordered query: 403)
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -596,7 +635,7 @@ stream token minted
 
 
 
-=== TEST 21b: the raw query string is signed, escapes and "+" untouched
+=== TEST 24: the raw query string is signed, escapes and "+" untouched
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -617,7 +656,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 21c: an absolute-form request line: its host is not the signed URL
+=== TEST 25: an absolute-form request line: its host is not the signed URL
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -641,7 +680,7 @@ voice: webhook X-Twilio-Signature does not match
 
 
 
-=== TEST 22: a name repeated with different values, and an exact duplicate pair
+=== TEST 26: a name repeated with different values, and an exact duplicate pair
 # Form decoding as Twilio's libraries see it: repeated names (sorted,
 # duplicates dropped), "+" and %XX, UTF-8, invalid escapes left as they are.
 # The twilio library parses each body with Node's querystring and signs
@@ -668,7 +707,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 23: "+" and %XX decoding: spaces, %2B, %26, %3D, %25, lowercase hex
+=== TEST 27: "+" and %XX decoding: spaces, %2B, %26, %3D, %25, lowercase hex
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -689,7 +728,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 24: the same body with a "+" taken literally would not verify
+=== TEST 28: the same body with a "+" taken literally would not verify
 The harness signs the decoded values; a module that did not turn "+" into
 a space would compute another string.  Proven here by the oracle itself.
 --- http_config
@@ -714,7 +753,7 @@ stream token minted
 
 
 
-=== TEST 25: UTF-8 values, percent-encoded and raw
+=== TEST 29: UTF-8 values, percent-encoded and raw
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -736,7 +775,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 26: invalid escapes (%ZZ, a lone %, %4 at the end) are kept as they are
+=== TEST 30: invalid escapes (%ZZ, a lone %, %4 at the end) are kept as they are
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -757,7 +796,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 27: a name without "=", empty pairs and an empty value
+=== TEST 31: a name without "=", empty pairs and an empty value
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -778,30 +817,54 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 28: an empty body with a valid signature: 400 (no CallSid), not 500
-# The request itself: method, media type, body size and framing.
+=== TEST 32: an empty body, or an empty CallSid, with a valid signature: 400, not 500
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
 voice_public_url https://voice.example.com;
 --- config
 location = /incoming-call { voice_incoming_call; }
---- request
-POST /incoming-call
+--- request eval
+["POST /incoming-call\n", "POST /incoming-call\nCallSid=&From=%2B15551234567"]
 --- more_headers
 Content-Type: application/x-www-form-urlencoded
 --- twilio_sign: https://voice.example.com/incoming-call
---- error_code: 400
+--- error_code eval
+[400, 400]
 --- response_body_like: \A(?!.*<Response).*<title>400 Bad Request</title>
+--- error_log eval
+qr/(?s:\[info\].*?voice: webhook request has no CallSid.*){2}/
+--- no_error_log
+stream token minted
+[warn]
+[error]
+
+
+
+=== TEST 33: the header name is case-insensitive; an HTTP/1.0 request without Host works
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call { voice_incoming_call; }
+--- raw_request eval
+my $body = 'CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567';
+my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call', $body);
+"POST /incoming-call HTTP/1.0\r\nx-twilio-signature: $sig\r\n"
+. "content-type: application/x-www-form-urlencoded\r\n"
+. "Content-Length: " . length($body) . "\r\n\r\n$body"
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
 --- error_log
-voice: webhook request has no CallSid
+stream token minted
 --- no_error_log
 [warn]
 [error]
 
 
 
-=== TEST 29: GET, PUT and HEAD: 405 with Allow: POST
+=== TEST 34: GET, PUT and HEAD: 405 with Allow: POST
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -828,7 +891,7 @@ stream token minted
 
 
 
-=== TEST 30: text/plain, application/json, multipart and no Content-Type: 415
+=== TEST 35: text/plain, application/json, multipart and no Content-Type: 415
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -860,7 +923,7 @@ stream token minted
 
 
 
-=== TEST 31: the media type is case-insensitive and its parameters ignored
+=== TEST 36: the media type is case-insensitive and its parameters ignored
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -885,7 +948,7 @@ location = /incoming-call { voice_incoming_call; }
 
 
 
-=== TEST 32: a body over client_max_body_size: 413
+=== TEST 37: a body over client_max_body_size: 413
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -908,7 +971,7 @@ stream token minted
 
 
 
-=== TEST 33: a body over client_body_buffer_size (but within client_max_body_size): 413
+=== TEST 38: a body over client_body_buffer_size (but within client_max_body_size): 413
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -935,7 +998,7 @@ buffered to a temporary file
 
 
 
-=== TEST 34: a body of exactly client_body_buffer_size still fits: 200
+=== TEST 39: a body of exactly client_body_buffer_size still fits: 200
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -958,7 +1021,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 35: a chunked body that fits, in several chunks and packets: 200
+=== TEST 40: a chunked body that fits, in several chunks and packets: 200
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -986,7 +1049,7 @@ voice: incoming call CA0123456789abcdef0123456789abcdef, stream token minted
 
 
 
-=== TEST 36: a chunked body over client_body_buffer_size: 413
+=== TEST 41: a chunked body over client_body_buffer_size: 413
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1014,7 +1077,7 @@ stream token minted
 
 
 
-=== TEST 36b: a body arriving in several packets (Content-Length): 200
+=== TEST 42: a body arriving in several packets (Content-Length): 200
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1040,7 +1103,7 @@ voice: incoming call CA0123456789abcdef0123456789abcdef, stream token minted
 
 
 
-=== TEST 36c: keep-alive: after a 415, 405 or 403 with a body, the next request is served
+=== TEST 43: keep-alive: after a 415, 405 or 403 with a body, the next request is served
 The refused request's body must be read and discarded, not taken for the
 next request on the connection.
 --- http_config
@@ -1081,7 +1144,7 @@ client sent invalid method
 
 
 
-=== TEST 37: allowlist: allowed, not allowed, missing From
+=== TEST 44: allowlist: allowed, not allowed, missing From
 # voice_allow_callers: listed callers get the Stream, anyone else (or no
 # From at all) a bare <Reject/> -- still 200 text/xml, so Twilio rejects
 # the call without answering it.
@@ -1125,7 +1188,7 @@ is($rejected, 4, 'each rejection is logged');
 
 
 
-=== TEST 38: allowlist: the directive is repeatable, the lists add up
+=== TEST 45: allowlist: the directive is repeatable, the lists add up
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1155,7 +1218,7 @@ voice: caller is not in voice_allow_callers
 
 
 
-=== TEST 39: voice_say before <Connect>, voice_fallback_say after it, both escaped
+=== TEST 46: voice_say before <Connect>, voice_fallback_say after it, both escaped
 # TwiML: every configured text is XML-escaped; the Stream URL base comes
 # from voice_stream_url, or voice_public_url's host without its port.
 --- http_config
@@ -1184,7 +1247,7 @@ Content-Type: text/xml
 
 
 
-=== TEST 40: voice_stream_url is used as given, XML-escaped (& -> &amp;)
+=== TEST 47: voice_stream_url is used as given, XML-escaped (& -> &amp;)
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1208,7 +1271,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 41: voice_stream_url with a trailing slash gets no second one
+=== TEST 48: voice_stream_url with a trailing slash gets no second one
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1232,7 +1295,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 42: the default Stream URL drops voice_public_url's port
+=== TEST 49: the default Stream URL drops voice_public_url's port
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1253,7 +1316,7 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
-=== TEST 43: a CallSid that is not CA + 32 lowercase hex never reaches the log
+=== TEST 50: a CallSid that is not CA + 32 lowercase hex never reaches the log
 # Log hygiene: only a CallSid of Twilio's exact shape (CA + 32 lowercase
 # hex) is ever written to the log; anything else a client sent is "-".
 --- http_config
@@ -1287,7 +1350,7 @@ CA0123456789abcdef0123456789abcdef0
 
 
 
-=== TEST 44: ... nor through a refused signature or an allowlist rejection
+=== TEST 51: ... nor through a refused signature or an allowlist rejection
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
@@ -1318,7 +1381,7 @@ script%3E
 
 
 
-=== TEST 45: a field over 255 bytes is refused with 400, nothing minted
+=== TEST 52: a field over 255 bytes is refused with 400, nothing minted
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
