@@ -15,7 +15,7 @@ MODULE     := $(BUILD)/ngx_voice_module.so
 SANITIZE   ?=
 NGINX_SRC  ?=
 PORT       ?= 5050
-PROVE_ARGS ?= -r t/
+PROVE_ARGS ?= t/
 
 SOURCES    := config ngx_voice_module.c $(wildcard src/*.c src/*.h)
 WARN       := -Wall -Wextra -Werror
