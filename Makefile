@@ -19,6 +19,9 @@ PROVE_ARGS ?= t/
 
 SOURCES    := config ngx_voice_module.c $(wildcard src/*.c src/*.h)
 WARN       := -Wall -Wextra -Werror
+# Debian's own hardening, as the stock nginx binary is built
+HARDEN     := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \
+              -Werror=format-security
 
 ifneq ($(SANITIZE),)
   # An nginx of our own, built from Debian's source package with ASan+UBSan;
@@ -57,8 +60,8 @@ $(MODULE): $(SOURCES)
 	rm -rf $(BUILD)/nginx && mkdir -p $(BUILD) && cp -r $(NGX_DEV) $(BUILD)/nginx
 	cd $(BUILD)/nginx && . ./conf_flags && \
 	    ./configure "$${NGX_CONF_FLAGS[@]}" \
-	        --with-cc-opt="-g -O2 -fPIC $(filter-out -Werror,$(WARN))" \
-	        --with-ld-opt="-fPIC" \
+	        --with-cc-opt="-g -O2 -fPIC $(HARDEN) $(filter-out -Werror,$(WARN))" \
+	        --with-ld-opt="-fPIC -Wl,-z,relro -Wl,-z,now" \
 	        --add-dynamic-module=$(TOP) >$(BUILD)/configure.log 2>&1 || \
 	    { tail -20 $(BUILD)/configure.log; exit 1; }
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules

@@ -69,6 +69,7 @@ typedef struct {
     ngx_str_t                   sig_prefixes[2]; /* webhook URL variants */
     ngx_uint_t                  nsig_prefixes;
     ngx_str_t                   stream_base;     /* empty: from $host */
+    ngx_str_t                   sig_host;        /* host Twilio signs */
     ngx_voice_twiml_t           twiml;
 
     /* the OpenAI leg */

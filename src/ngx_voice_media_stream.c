@@ -18,7 +18,7 @@
 #include "ngx_voice_token.h"
 
 
-#define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define NGX_VOICE_WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NGX_VOICE_WS_KEY_LEN  24
 
 /* nginx has no stock page for 426, so the answer is made here */
@@ -138,6 +138,12 @@ ngx_voice_media_check_request(ngx_http_request_t *r)
         return NGX_HTTP_BAD_REQUEST;
     }
 
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: media stream upgrade has a body");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
     h = ngx_voice_find_header(r, &ngx_voice_ws_key);
 
     if (h == NULL || !ngx_voice_media_key_valid(&h->value)) {
@@ -220,7 +226,7 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
         plen--;
     }
 
-    len = sizeof("wss://:443/") - 1 + vlcf->stream_host.len + plen;
+    len = sizeof("wss://:443/") - 1 + vlcf->sig_host.len + plen;
 
     for (i = 0; i < 4; i++) {
         port = i & 1;
@@ -233,7 +239,7 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
 
         urls[i].data = p;
         p = ngx_cpymem(p, "wss://", 6);
-        p = ngx_cpymem(p, vlcf->stream_host.data, vlcf->stream_host.len);
+        p = ngx_cpymem(p, vlcf->sig_host.data, vlcf->sig_host.len);
 
         if (port) {
             p = ngx_cpymem(p, ":443", 4);
@@ -337,7 +343,7 @@ ngx_voice_media_redact(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    line = ngx_pnalloc(r->pool, r->request_line.len);
+    line = ngx_pnalloc(r->pool, r->request_line.len + sizeof("...") - 1);
     if (line == NULL) {
         return NGX_ERROR;
     }
@@ -456,12 +462,19 @@ ngx_voice_media_upgrade_required(ngx_http_request_t *r)
     ngx_int_t  rc;
 
     static ngx_str_t  websocket = ngx_string("websocket");
+    static ngx_str_t  upgrade = ngx_string("upgrade");
 
-    /* RFC 9110 15.5.22: a 426 names the protocol to upgrade to */
-    if (ngx_voice_media_add_header(r, "Upgrade", &websocket) != NGX_OK) {
+    /*
+     * RFC 9110 15.5.22 and 7.8: a 426 names the protocol to upgrade to,
+     * with the "upgrade" connection option beside it
+     */
+    if (ngx_voice_media_add_header(r, "Upgrade", &websocket) != NGX_OK
+        || ngx_voice_media_add_header(r, "Connection", &upgrade) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    r->keepalive = 0;
     r->headers_out.status = NGX_VOICE_UPGRADE_REQUIRED;
     ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
     r->headers_out.content_length_n = 0;

@@ -112,8 +112,9 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
     ssize_t      n;
     ngx_fd_t     fd;
     ngx_str_t    name;
-    ngx_file_t   file;
-    u_char       buf[NGX_VOICE_SECRET_MAX + 1];
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+    u_char            buf[NGX_VOICE_SECRET_MAX + 1];
 
     if (path->len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -133,6 +134,14 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"%V\": cannot open secret file \"%V\"",
                            directive, &name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
+        (void) ngx_close_file(fd);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\": secret file \"%V\" is not a regular "
+                           "file", directive, &name);
         return NGX_CONF_ERROR;
     }
 

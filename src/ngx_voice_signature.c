@@ -13,6 +13,7 @@
 
 
 static size_t ngx_voice_form_decode(u_char *dst, u_char *src, size_t len);
+static ngx_int_t ngx_voice_is_hex(u_char c);
 static int ngx_libc_cdecl ngx_voice_param_cmp(const void *one,
     const void *two);
 static ngx_int_t ngx_voice_params_equal(ngx_voice_param_t *a,
@@ -227,7 +228,7 @@ ngx_voice_form_decode(u_char *dst, u_char *src, size_t len)
             hi = src[0];
             lo = src[1];
 
-            if (isxdigit(hi) && isxdigit(lo)) {
+            if (ngx_voice_is_hex(hi) && ngx_voice_is_hex(lo)) {
                 hi = (hi >= 'a') ? hi - 'a' + 10
                      : (hi >= 'A') ? hi - 'A' + 10 : hi - '0';
                 lo = (lo >= 'a') ? lo - 'a' + 10
@@ -242,6 +243,15 @@ ngx_voice_form_decode(u_char *dst, u_char *src, size_t len)
     }
 
     return d - dst;
+}
+
+
+/* not isxdigit(): no locale may change what a form escape is */
+static ngx_int_t
+ngx_voice_is_hex(u_char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')
+           || (c >= 'A' && c <= 'F');
 }
 
 

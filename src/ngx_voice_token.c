@@ -367,7 +367,10 @@ ngx_voice_token_alloc(ngx_voice_token_ctx_t *ctx, size_t size)
 }
 
 
-/* frees up to n expired tokens, or every expired one when n is 0 */
+/*
+ * Frees up to n expired tokens from the oldest; with n = 0 (the zone is
+ * full) every expired or already consumed token.
+ */
 static ngx_uint_t
 ngx_voice_token_expire(ngx_voice_token_ctx_t *ctx, ngx_uint_t n)
 {
@@ -390,9 +393,13 @@ ngx_voice_token_expire(ngx_voice_token_ctx_t *ctx, ngx_uint_t n)
                 break;
             }
 
-            /* a full sweep also passes tokens minted under a longer ttl */
-            q = prev;
-            continue;
+            if (!tn->used) {
+                /* a live token: a caller is waiting on it */
+                q = prev;
+                continue;
+            }
+
+            /* a full zone sweeps consumed tokens too: nobody waits */
         }
 
         ngx_voice_token_delete(ctx, tn);

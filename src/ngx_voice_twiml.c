@@ -82,7 +82,7 @@ ngx_voice_twiml_init(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
 
     len = sizeof(head) - 1 + sizeof(connect) - 1;
 
-    if (say->data) {
+    if (say->len) {
         len += sizeof(say_open) - 1 + sizeof(say_close) - 1
                + ngx_voice_xml_escaped_len(say->data, say->len);
     }
@@ -100,7 +100,7 @@ ngx_voice_twiml_init(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
 
     len = sizeof(stream_end) - 1 + sizeof(tail) - 1;
 
-    if (fallback_say->data) {
+    if (fallback_say->len) {
         len += sizeof(say_open) - 1 + sizeof(say_close) - 1
                + ngx_voice_xml_escaped_len(fallback_say->data,
                                            fallback_say->len);
@@ -161,7 +161,8 @@ ngx_voice_twiml_connect(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
 static u_char *
 ngx_voice_twiml_say(u_char *p, ngx_str_t *text)
 {
-    if (text->data == NULL) {
+    if (text->len == 0) {
+        /* "" switches off an inherited Say: an empty one is invalid */
         return p;
     }
 

@@ -73,7 +73,6 @@ ngx_voice_find_header(ngx_http_request_t *r, ngx_str_t *name)
 }
 
 
-
 ngx_str_t *
 ngx_voice_loggable_sid(ngx_str_t *sid)
 {

@@ -72,8 +72,7 @@ ngx_voice_webhook_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (r->headers_in.content_length_n > (off_t) clcf->client_body_buffer_size)
-    {
+    if (r->headers_in.content_length_n > (off_t) clcf->client_body_buffer_size) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: webhook body of %O bytes is larger than "
                       "client_body_buffer_size %uz",
@@ -196,8 +195,9 @@ ngx_voice_webhook_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
     if (r->request_body->temp_file) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "voice: webhook body is larger than "
-                      "client_body_buffer_size");
+                      "voice: webhook body was buffered to a temporary "
+                      "file (client_body_buffer_size); it must fit in "
+                      "memory to be signed");
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 

@@ -1070,7 +1070,7 @@ my $sig = sign_twilio(undef, 'https://voice.example.com/incoming-call', $body);
 --- error_code: 413
 --- response_body_like: \A(?!.*<Response).*413 Request Entity Too Large
 --- error_log
-voice: webhook body is larger than client_body_buffer_size
+voice: webhook body was buffered to a temporary file
 --- no_error_log
 stream token minted
 [error]

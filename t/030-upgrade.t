@@ -623,14 +623,24 @@ my $frame = Protocol::WebSocket::Frame->new(buffer => '{"event":"connected"}',
                                             masked => 1)->to_bytes;
 ($r) = exchange(upgrade(token => mint()) . $frame);
 is_accepted($r, 'request and a frame in one packet');
-# Refusals that keep the connection alive, then a good upgrade on it.
+# A refusal that keeps the connection alive, then a good upgrade on it.
 my $token = mint();
 my @r = exchange(upgrade(token => $token, query => '?token=x')
-                 . upgrade(token => $token, set => { 'Sec-WebSocket-Version' => '8' })
-                 . upgrade(token => $token), n => 3);
-is_deeply([map { $_->{status} } @r], [403, 426, 101],
-          'pipelined: 403 (query), 426 (version), then 101 for the same token');
-is_accepted($r[-1], 'the pipelined upgrade') if @r == 3;
+                 . upgrade(token => $token), n => 2);
+is_deeply([map { $_->{status} } @r], [403, 101],
+          'pipelined: 403 (query), then 101 for the same token');
+is_accepted($r[-1], 'the pipelined upgrade') if @r == 2;
+# A 426 closes the connection (nothing behind it is read as a request),
+# and the token is still unspent.
+$token = mint();
+@r = exchange(upgrade(token => $token, set => { 'Sec-WebSocket-Version' => '8' })
+              . upgrade(token => $token), n => 2);
+is_deeply([map { $_->{status} } @r], [426],
+          'pipelined behind a 426: only the 426 is answered');
+like($r[0]{head} // '', qr/^Connection: .*upgrade/mi,
+     'the 426 carries the upgrade connection option') if @r;
+($r) = exchange(upgrade(token => $token));
+is_accepted($r, 'the token refused with 426 is unspent');
 --- no_error_log eval
 [qr/\[error\](?!.* to OpenAI )/, 'token unknown', 'token already used']
 
