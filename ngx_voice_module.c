@@ -364,8 +364,11 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_voice_loc_conf_t *prev = parent;
     ngx_voice_loc_conf_t *conf = child;
 
+    ngx_uint_t                 explicit;
     ngx_http_core_loc_conf_t  *clcf;
     ngx_voice_main_conf_t     *vmcf;
+
+    explicit = (conf->role != NGX_CONF_UNSET_UINT);
 
     ngx_conf_merge_uint_value(conf->role, prev->role, NGX_VOICE_ROLE_NONE);
     ngx_conf_merge_value(conf->signature, prev->signature, 1);
@@ -452,6 +455,19 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
+    if (explicit && clcf->handler
+        && clcf->handler != ngx_voice_webhook_handler
+        && clcf->handler != ngx_voice_media_stream_handler)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" conflicts with another content handler "
+                           "in location \"%V\"",
+                           conf->role == NGX_VOICE_ROLE_INCOMING_CALL
+                           ? "voice_incoming_call" : "voice_media_stream",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->role == NGX_VOICE_ROLE_INCOMING_CALL) {
         if (clcf->handler == NULL) {
             clcf->handler = ngx_voice_webhook_handler;
@@ -495,16 +511,16 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->stream_host.data == NULL) {
-        conf->stream_host = conf->public_host;
-    }
+    /* derived here, never inherited: an inner voice_public_url counts */
+    conf->sig_host = conf->stream_host.data ? conf->stream_host
+                                            : conf->public_host;
 
     if (!conf->signature) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "\"voice_signature\" is off: media stream "
                            "upgrades are not authenticated");
 
-    } else if (conf->stream_host.data == NULL) {
+    } else if (conf->sig_host.data == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_stream_url\" or \"voice_public_url\" "
                            "is required while \"voice_signature\" is on");
@@ -686,6 +702,15 @@ ngx_voice_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_stream_url\" \"%V\" must not have a "
                            "query string: Twilio drops it", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (port.len && !(port.len == 3 && ngx_strncmp(port.data, "443", 3) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_stream_url\" \"%V\" must not have a "
+                           "port other than 443: Twilio streams only to "
+                           "port 443", &value[1]);
         return NGX_CONF_ERROR;
     }
 

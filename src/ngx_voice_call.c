@@ -405,6 +405,11 @@ ngx_voice_call_side_done(ngx_voice_peer_t *peer)
         return 1;
     }
 
+    if (peer->failed) {
+        /* our close frame out, no reply awaited */
+        return peer->out == NULL;
+    }
+
     if (!peer->close_sent) {
         /* no close was asked for this leg: Twilio, when it went away */
         return peer->connection == NULL || peer->close_received;
@@ -432,6 +437,31 @@ ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...)
 
     call->close_reason.data = call->reason;
     call->close_reason.len = p - call->reason;
+}
+
+
+/*
+ * A peer's buffer for a string that must wait for the end of its message
+ * (its event type came after it); allocated on first need, it holds up
+ * to voice_max_message_size.
+ */
+u_char *
+ngx_voice_call_scratch(ngx_voice_peer_t *peer, size_t len)
+{
+    ngx_voice_call_t  *call;
+
+    call = peer->call;
+
+    if (len > call->conf->max_message_size) {
+        return NULL;
+    }
+
+    if (peer->scratch == NULL) {
+        peer->scratch = ngx_pnalloc(call->request->pool,
+                                    call->conf->max_message_size);
+    }
+
+    return peer->scratch;
 }
 
 
@@ -745,6 +775,14 @@ ngx_voice_call_cleanup(void *data)
 
     if (!call->closing) {
         ngx_voice_call_set_reason(call, "request terminated");
+
+        /* worker_shutdown_timeout: nginx closes the request itself */
+
+        if (!call->twilio.eof) {
+            (void) ngx_voice_peer_close(&call->twilio,
+                                        NGX_VOICE_WS_CLOSE_GOING, NULL);
+            (void) ngx_voice_peer_flush(&call->twilio);
+        }
 
         if (call->openai.open && !call->openai.eof) {
             (void) ngx_voice_peer_close(&call->openai,

@@ -72,13 +72,15 @@ struct ngx_voice_peer_s {
     ngx_uint_t                   values;          /* in this message */
     ngx_voice_peer_data_pt       data;
 
+    u_char                      *scratch;        /* deferred strings */
+
     unsigned                     client:1;
     unsigned                     open:1;
     unsigned                     close_sent:1;
     unsigned                     close_received:1;
     unsigned                     eof:1;
     unsigned                     ping_sent:1;
-    unsigned                     too_big:1;
+    unsigned                     failed:1;      /* protocol error */
 };
 
 
@@ -184,9 +186,6 @@ struct ngx_voice_call_s {
     size_t                       queued_bytes;   /* of audio */
     ngx_uint_t                   queue_dropped;
 
-    u_char                      *scratch;        /* deferred strings */
-    size_t                       scratch_len;
-
     ngx_msec_t                   accepted;
     ngx_msec_t                   setup_ms;
 
@@ -274,6 +273,7 @@ void ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
 void ngx_voice_call_peer_event(ngx_voice_peer_t *peer);
 void ngx_voice_call_peer_write(ngx_voice_peer_t *peer);
 void ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...);
+u_char *ngx_voice_call_scratch(ngx_voice_peer_t *peer, size_t len);
 
 
 #endif /* _NGX_VOICE_CALL_H_INCLUDED_ */

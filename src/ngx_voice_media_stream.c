@@ -33,6 +33,9 @@ static ngx_int_t ngx_voice_media_check_signature(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf);
 static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
     ngx_voice_token_op_t *op);
+static void ngx_voice_media_token_handler(ngx_voice_token_op_t *op);
+static ngx_int_t ngx_voice_media_token_result(ngx_http_request_t *r,
+    ngx_voice_token_op_t *op);
 static ngx_int_t ngx_voice_media_has_token(ngx_str_t *value,
     const char *token);
 static ngx_int_t ngx_voice_media_upgrade_required(ngx_http_request_t *r);
@@ -82,12 +85,38 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    op->handler = ngx_voice_media_token_handler;
+    op->data = r;
+
     rc = ngx_voice_media_check_token(r, op);
+
+    if (rc == NGX_AGAIN) {
+        /* a store that answers later calls the handler */
+        r->main->count++;
+        return NGX_DONE;
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
 
     return ngx_voice_media_accept(r, op);
+}
+
+
+static void
+ngx_voice_media_token_handler(ngx_voice_token_op_t *op)
+{
+    ngx_int_t            rc;
+    ngx_http_request_t  *r = op->data;
+
+    rc = ngx_voice_media_token_result(r, op);
+
+    if (rc == NGX_OK) {
+        rc = ngx_voice_media_accept(r, op);
+    }
+
+    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -296,11 +325,21 @@ ngx_voice_media_check_token(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 
     rc = ngx_voice_token_consume(op);
 
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
     if (rc != NGX_OK) {
-        /* the shared-memory store never answers later */
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_voice_media_token_result(r, op);
+}
+
+
+static ngx_int_t
+ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
+{
     if (op->status != NGX_VOICE_TOKEN_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: media stream upgrade rejected: token %s",

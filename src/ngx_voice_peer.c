@@ -69,7 +69,9 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 
     for ( ;; ) {
 
-        if (peer->eof || peer->close_received || peer->call->done) {
+        if (peer->eof || peer->close_received || peer->failed
+            || peer->call->done)
+        {
             return NGX_DONE;
         }
 
@@ -121,6 +123,13 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
             break;
 
         case NGX_VOICE_WS_EV_ERROR:
+
+            /*
+             * RFC 6455 7.1.7: after failing the connection nothing more is
+             * read from it, not even a close frame in reply
+             */
+            peer->failed = 1;
+
             ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO),
                           peer->call->log, 0,
                           "voice: %s sent a bad WebSocket frame: %s",
@@ -168,10 +177,12 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
                                    peer->client ? 1003
                                                 : NGX_VOICE_WS_CLOSE_NORMAL,
                                    NULL);
-                return NGX_ERROR;
+
+                /* the frames behind it are still parsed, for the close */
+                break;
             }
 
-            if (peer->data(peer, &ev) != NGX_OK) {
+            if (peer->data(peer, &ev) != NGX_OK && !peer->call->closing) {
                 return NGX_ERROR;
             }
 

@@ -63,7 +63,7 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
     }
 
     if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_INFO, call->log, 0,
                       "voice: Twilio is not reading, voice_buffer_size "
                       "%uz reached", call->conf->buffer_size);
         ngx_voice_call_set_reason(call, "Twilio is not reading");

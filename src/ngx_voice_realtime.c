@@ -200,9 +200,10 @@ ngx_voice_realtime_string(void *ctx, const unsigned char *s, size_t len)
 {
     ngx_voice_call_t  *call = ctx;
 
-    ngx_voice_json_path_t     *path;
-    ngx_voice_realtime_msg_t  *oa;
-    ngx_voice_realtime_type_t *t;
+    u_char                     *p;
+    ngx_voice_json_path_t      *path;
+    ngx_voice_realtime_msg_t   *oa;
+    ngx_voice_realtime_type_t  *t;
 
     path = &call->openai.path;
     oa = &call->oa;
@@ -235,12 +236,13 @@ ngx_voice_realtime_string(void *ctx, const unsigned char *s, size_t len)
                    == NGX_OK;
         }
 
-        if (len > call->scratch_len) {
+        p = ngx_voice_call_scratch(&call->openai, len);
+        if (p == NULL) {
             return 0;
         }
 
-        ngx_memcpy(call->scratch, s, len);
-        oa->delta.data = call->scratch;
+        ngx_memcpy(p, s, len);
+        oa->delta.data = p;
         oa->delta.len = len;
 
     } else if (ngx_voice_json_at(path, "item_id", NULL, NULL)) {

@@ -204,6 +204,7 @@ ngx_voice_twilio_string(void *ctx, const unsigned char *s, size_t len)
 {
     ngx_voice_call_t  *call = ctx;
 
+    u_char                  *p;
     ngx_voice_json_path_t   *path;
     ngx_voice_twilio_msg_t  *tw;
 
@@ -244,12 +245,13 @@ ngx_voice_twilio_string(void *ctx, const unsigned char *s, size_t len)
                    == NGX_OK;
         }
 
-        if (len > call->scratch_len) {
+        p = ngx_voice_call_scratch(&call->twilio, len);
+        if (p == NULL) {
             return 0;
         }
 
-        ngx_memcpy(call->scratch, s, len);
-        tw->payload.data = call->scratch;
+        ngx_memcpy(p, s, len);
+        tw->payload.data = p;
         tw->payload.len = len;
 
     } else if (ngx_voice_json_at(path, "streamSid", NULL, NULL)

@@ -28,6 +28,9 @@ static ngx_int_t ngx_voice_webhook_caller_allowed(ngx_voice_loc_conf_t *vlcf,
     ngx_str_t *from);
 static ngx_int_t ngx_voice_webhook_mint(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf, ngx_array_t *params);
+static void ngx_voice_webhook_minted_handler(ngx_voice_token_op_t *op);
+static ngx_int_t ngx_voice_webhook_minted(ngx_http_request_t *r,
+    ngx_voice_token_op_t *op);
 static void ngx_voice_webhook_info(ngx_voice_call_info_t *info,
     ngx_array_t *params);
 static ngx_int_t ngx_voice_webhook_send(ngx_http_request_t *r,
@@ -334,27 +337,29 @@ static ngx_int_t
 ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     ngx_array_t *params)
 {
-    u_char                    *p;
-    ngx_int_t                  rc;
-    ngx_str_t                  twiml, base, *host;
-    ngx_voice_token_op_t       op;
-    ngx_voice_main_conf_t     *vmcf;
-    ngx_http_core_srv_conf_t  *cscf;
+    ngx_int_t               rc;
+    ngx_voice_token_op_t   *op;
+    ngx_voice_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
 
-    ngx_memzero(&op, sizeof(ngx_voice_token_op_t));
+    op = ngx_pcalloc(r->pool, sizeof(ngx_voice_token_op_t));
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    op.zone = vmcf->token_zone;
-    op.pool = r->pool;
-    op.log = r->connection->log;
+    op->zone = vmcf->token_zone;
+    op->pool = r->pool;
+    op->log = r->connection->log;
+    op->handler = ngx_voice_webhook_minted_handler;
+    op->data = r;
 
-    ngx_voice_webhook_info(&op.info, params);
+    ngx_voice_webhook_info(&op->info, params);
 
-    if (op.info.call_sid.len > NGX_VOICE_TOKEN_FIELD_MAX
-        || op.info.account_sid.len > NGX_VOICE_TOKEN_FIELD_MAX
-        || op.info.from.len > NGX_VOICE_TOKEN_FIELD_MAX
-        || op.info.to.len > NGX_VOICE_TOKEN_FIELD_MAX)
+    if (op->info.call_sid.len > NGX_VOICE_TOKEN_FIELD_MAX
+        || op->info.account_sid.len > NGX_VOICE_TOKEN_FIELD_MAX
+        || op->info.from.len > NGX_VOICE_TOKEN_FIELD_MAX
+        || op->info.to.len > NGX_VOICE_TOKEN_FIELD_MAX)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: webhook field longer than %d bytes",
@@ -362,17 +367,45 @@ ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    /* the shared-memory store always answers at once */
+    rc = ngx_voice_token_mint(op);
 
-    rc = ngx_voice_token_mint(&op);
+    if (rc == NGX_AGAIN) {
+        /* a store that answers later calls the handler */
+        r->main->count++;
+        return NGX_DONE;
+    }
 
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (op.status != NGX_VOICE_TOKEN_OK) {
+    return ngx_voice_webhook_minted(r, op);
+}
+
+
+static void
+ngx_voice_webhook_minted_handler(ngx_voice_token_op_t *op)
+{
+    ngx_http_request_t  *r = op->data;
+
+    ngx_http_finalize_request(r, ngx_voice_webhook_minted(r, op));
+}
+
+
+/* the TwiML answer once the store has the token */
+static ngx_int_t
+ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
+{
+    u_char                    *p;
+    ngx_str_t                  twiml, base, *host;
+    ngx_voice_loc_conf_t      *vlcf;
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (op->status != NGX_VOICE_TOKEN_OK) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
 
     base = vlcf->stream_base;
 
@@ -399,7 +432,7 @@ ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
         base.len = p - base.data;
     }
 
-    if (ngx_voice_twiml_connect(r->pool, &vlcf->twiml, &base, &op.token,
+    if (ngx_voice_twiml_connect(r->pool, &vlcf->twiml, &base, &op->token,
                                 &twiml)
         != NGX_OK)
     {
@@ -408,7 +441,7 @@ ngx_voice_webhook_mint(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: incoming call %V, stream token minted",
-                  ngx_voice_loggable_sid(&op.info.call_sid));
+                  ngx_voice_loggable_sid(&op->info.call_sid));
 
     return ngx_voice_webhook_send(r, &twiml);
 }
