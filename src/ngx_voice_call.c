@@ -774,7 +774,9 @@ ngx_voice_call_cleanup(void *data)
     }
 
     if (!call->closing) {
-        ngx_voice_call_set_reason(call, "request terminated");
+        ngx_voice_call_set_reason(call, call->request->connection->close
+                                        ? "nginx is shutting down"
+                                        : "request terminated");
 
         /* worker_shutdown_timeout: nginx closes the request itself */
 

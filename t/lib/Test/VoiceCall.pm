@@ -14,16 +14,17 @@ package Test::VoiceCall;
 #   fake_conn_events($conn)  the events of one upstream connection
 #   fake_close_of($conn, $secs)  the fake's close event for $conn, or undef
 #   mint_call()              signed webhook -> {token, call_sid}
-#   open_call(%o)            mint + signed upgrade -> a call hash:
+#   open_call(%o)            mint + signed upgrade (to prefix . /media-stream/
+#                            TOKEN, prefix default '') -> a call hash:
 #       {ws (Test::Voice::WS), token, call_sid, log_off, conn_after}; with
-#       pipeline => $bytes the bytes go out in the same write() as the
-#       upgrade request.
+#       pipeline => $bytes (or a sub that gets the minted call and returns
+#       them) the bytes go out in the same write() as the upgrade request.
 #   call_conn($call)         the fake's connection number for this call
 #   start_call($call, wait => 1)  connected + start, optionally waits for
 #                            session.update at the fake
 #   connected_json, start_json($call_sid), media_json($payload), stop_json
 #   ws_frame(%a)             the bytes of one client frame (as send_frame)
-#   call_log($call)          error.log since the call was opened
+#   call_log($call)          this call's error.log lines
 #   wait_call_end($call, $secs)  waits for "voice: call ended, CallSid ..."
 #                            and returns that line
 #   reply_close($ws, $code)  answers the server's close (masked, same code)
@@ -222,11 +223,13 @@ sub open_call {
     my $call = mint_call();
     $call->{log_off} = log_size();
     $call->{conn_after} = fake_max_conn();
-    my $path = "/media-stream/$call->{token}";
+    my $path = ($o{prefix} // '') . "/media-stream/$call->{token}";
     my $sig = Test::Voice::sign_twilio(AUTH_TOKEN,
                                        "wss://voice.example.com$path", '');
     if (defined $o{pipeline}) {
-        $call->{ws} = pipelined_upgrade($path, $sig, $o{pipeline});
+        my $bytes = ref $o{pipeline} eq 'CODE' ? $o{pipeline}->($call)
+                                               : $o{pipeline};
+        $call->{ws} = pipelined_upgrade($path, $sig, $bytes);
     } else {
         my $ws = Test::Voice::ws_connect($path,
             headers => { 'X-Twilio-Signature' => $sig });
@@ -283,10 +286,17 @@ sub start_call {
         ? 1 : 0;
 }
 
+# The error.log lines of this call's connection (from the worker's pid and
+# the connection number on its "media stream accepted" line).
 sub call_log {
     my ($call) = @_;
-    return Test::Voice::read_from(Test::Voice::servroot() . '/logs/error.log',
-                                  $call->{log_off});
+    my $log = Test::Voice::read_from(
+        Test::Voice::servroot() . '/logs/error.log', $call->{log_off});
+    $call->{log_id} //= $1 if $log =~
+        /(\d+#\d+: \*\d+) voice: media stream accepted for call \Q$call->{call_sid}\E\b/;
+    return $log unless defined $call->{log_id};
+    return join '', grep { index($_, "$call->{log_id} ") >= 0 }
+                    split /^/, $log;
 }
 
 sub wait_call_end {
