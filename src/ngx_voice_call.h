@@ -66,10 +66,7 @@ struct ngx_voice_peer_s {
     ngx_uint_t                   close_code;      /* sent */
     ngx_uint_t                   peer_close_code; /* received */
 
-    yajl_handle                  json;
-    ngx_voice_json_path_t        path;
-    ngx_voice_json_mem_t         mem;
-    ngx_uint_t                   values;          /* in this message */
+    ngx_voice_json_t             json;
     ngx_voice_peer_data_pt       data;
 
     u_char                      *scratch;        /* deferred strings */

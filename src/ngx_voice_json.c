@@ -9,23 +9,238 @@
 #include "ngx_voice_json.h"
 
 
+static int ngx_voice_json_null(void *ctx);
+static int ngx_voice_json_boolean(void *ctx, int b);
+static int ngx_voice_json_number(void *ctx, const char *s, size_t len);
+static int ngx_voice_json_string(void *ctx, const unsigned char *s,
+    size_t len);
+static int ngx_voice_json_map_key(void *ctx, const unsigned char *s,
+    size_t len);
+static int ngx_voice_json_start_map(void *ctx);
+static int ngx_voice_json_end_map(void *ctx);
+static int ngx_voice_json_start_array(void *ctx);
+static int ngx_voice_json_end_array(void *ctx);
+static void ngx_voice_json_open(ngx_voice_json_path_t *path,
+    ngx_uint_t array);
+static void ngx_voice_json_close(ngx_voice_json_path_t *path);
 static void *ngx_voice_json_malloc(void *ctx, size_t size);
 static void *ngx_voice_json_realloc(void *ctx, void *ptr, size_t size);
-static void ngx_voice_json_free(void *ctx, void *ptr);
+static void ngx_voice_json_free_block(void *ctx, void *ptr);
+
+
+static yajl_callbacks  ngx_voice_json_callbacks = {
+    ngx_voice_json_null,
+    ngx_voice_json_boolean,
+    NULL,
+    NULL,
+    ngx_voice_json_number,
+    ngx_voice_json_string,
+    ngx_voice_json_start_map,
+    ngx_voice_json_map_key,
+    ngx_voice_json_end_map,
+    ngx_voice_json_start_array,
+    ngx_voice_json_end_array
+};
 
 
 /*
- * yajl keeps its lexer buffer and state stack on the heap and grows them
- * with realloc, which a pool cannot do; each block carries its size so
- * the call can account for what yajl holds.
+ * One yajl handle for the whole stream: yajl 2.1 cannot reset a handle,
+ * so messages are parsed as consecutive values.  yajl keeps its lexer
+ * buffer and state stack on the heap and grows them with realloc, which
+ * a pool cannot do; each block carries its size so the call can account
+ * for what yajl holds.
  */
-void
-ngx_voice_json_alloc_funcs(yajl_alloc_funcs *funcs, ngx_voice_json_mem_t *mem)
+ngx_int_t
+ngx_voice_json_init(ngx_voice_json_t *js,
+    const ngx_voice_json_handler_t *handler, void *data, ngx_log_t *log)
 {
-    funcs->malloc = ngx_voice_json_malloc;
-    funcs->realloc = ngx_voice_json_realloc;
-    funcs->free = ngx_voice_json_free;
-    funcs->ctx = mem;
+    yajl_alloc_funcs  funcs;
+
+    js->handler = handler;
+    js->data = data;
+    js->mem.log = log;
+
+    funcs.malloc = ngx_voice_json_malloc;
+    funcs.realloc = ngx_voice_json_realloc;
+    funcs.free = ngx_voice_json_free_block;
+    funcs.ctx = &js->mem;
+
+    js->handle = yajl_alloc(&ngx_voice_json_callbacks, &funcs, js);
+    if (js->handle == NULL) {
+        return NGX_ERROR;
+    }
+
+    yajl_config(js->handle, yajl_allow_multiple_values, 1);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_voice_json_free(ngx_voice_json_t *js)
+{
+    if (js->handle) {
+        yajl_free(js->handle);
+        js->handle = NULL;
+    }
+}
+
+
+ngx_int_t
+ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
+    ngx_uint_t first, ngx_uint_t last)
+{
+    yajl_status  st;
+
+    if (first) {
+        js->values = 0;
+    }
+
+    st = yajl_parse(js->handle, data, len);
+
+    if (st == yajl_status_client_canceled) {
+        return NGX_ABORT;
+    }
+
+    if (st != yajl_status_ok
+        || (last && (js->values != 1 || js->path.depth != 0)))
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a scalar is only allowed inside the message's object */
+static int
+ngx_voice_json_null(void *ctx)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    return js->path.depth > 0;
+}
+
+
+static int
+ngx_voice_json_boolean(void *ctx, int b)
+{
+    return ngx_voice_json_null(ctx);
+}
+
+
+static int
+ngx_voice_json_number(void *ctx, const char *s, size_t len)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    if (js->path.depth == 0) {
+        return 0;
+    }
+
+    if (js->handler->number == NULL) {
+        return 1;
+    }
+
+    return js->handler->number(js->data, &js->path, (const u_char *) s, len);
+}
+
+
+static int
+ngx_voice_json_string(void *ctx, const unsigned char *s, size_t len)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    if (js->path.depth == 0) {
+        return 0;
+    }
+
+    return js->handler->string(js->data, &js->path, s, len);
+}
+
+
+static int
+ngx_voice_json_map_key(void *ctx, const unsigned char *s, size_t len)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    ngx_voice_json_path_t  *path;
+
+    path = &js->path;
+
+    if (path->depth == 0 || path->depth > NGX_VOICE_JSON_DEPTH) {
+        return 1;
+    }
+
+    if (len > NGX_VOICE_JSON_KEY) {
+        /* no key this module looks for is that long */
+        path->key_len[path->depth] = 0;
+        return 1;
+    }
+
+    ngx_memcpy(path->key[path->depth], s, len);
+    path->key_len[path->depth] = len;
+
+    return 1;
+}
+
+
+static int
+ngx_voice_json_start_map(void *ctx)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    if (js->path.depth == 0) {
+        js->handler->begin(js->data);
+    }
+
+    ngx_voice_json_open(&js->path, 0);
+
+    return 1;
+}
+
+
+static int
+ngx_voice_json_end_map(void *ctx)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    ngx_voice_json_close(&js->path);
+
+    if (js->path.depth) {
+        return 1;
+    }
+
+    js->values++;
+
+    return js->handler->end(js->data) == NGX_OK;
+}
+
+
+static int
+ngx_voice_json_start_array(void *ctx)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    if (js->path.depth == 0) {
+        /* a message is an object */
+        return 0;
+    }
+
+    ngx_voice_json_open(&js->path, 1);
+
+    return 1;
+}
+
+
+static int
+ngx_voice_json_end_array(void *ctx)
+{
+    ngx_voice_json_t  *js = ctx;
+
+    ngx_voice_json_close(&js->path);
+
+    return 1;
 }
 
 
@@ -79,7 +294,7 @@ ngx_voice_json_realloc(void *ctx, void *ptr, size_t size)
 
 
 static void
-ngx_voice_json_free(void *ctx, void *ptr)
+ngx_voice_json_free_block(void *ctx, void *ptr)
 {
     ngx_voice_json_mem_t  *mem = ctx;
 
@@ -96,7 +311,7 @@ ngx_voice_json_free(void *ctx, void *ptr)
 }
 
 
-void
+static void
 ngx_voice_json_open(ngx_voice_json_path_t *path, ngx_uint_t array)
 {
     path->depth++;
@@ -114,7 +329,7 @@ ngx_voice_json_open(ngx_voice_json_path_t *path, ngx_uint_t array)
 }
 
 
-void
+static void
 ngx_voice_json_close(ngx_voice_json_path_t *path)
 {
     if (path->depth) {
@@ -123,22 +338,6 @@ ngx_voice_json_close(ngx_voice_json_path_t *path)
 }
 
 
-void
-ngx_voice_json_key(ngx_voice_json_path_t *path, const u_char *key, size_t len)
-{
-    if (path->depth == 0 || path->depth > NGX_VOICE_JSON_DEPTH) {
-        return;
-    }
-
-    if (len > NGX_VOICE_JSON_KEY) {
-        /* no key this module looks for is that long */
-        path->key_len[path->depth] = 0;
-        return;
-    }
-
-    ngx_memcpy(path->key[path->depth], key, len);
-    path->key_len[path->depth] = len;
-}
 
 
 ngx_int_t

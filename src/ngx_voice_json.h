@@ -38,14 +38,40 @@ typedef struct {
 } ngx_voice_json_mem_t;
 
 
-void ngx_voice_json_alloc_funcs(yajl_alloc_funcs *funcs,
-    ngx_voice_json_mem_t *mem);
+/* what a side of the call does with the values of its messages */
+typedef struct {
+    void                       (*begin)(void *data);
+    int                        (*string)(void *data,
+                                         ngx_voice_json_path_t *path,
+                                         const u_char *s, size_t len);
+    int                        (*number)(void *data,
+                                         ngx_voice_json_path_t *path,
+                                         const u_char *s, size_t len);
+    ngx_int_t                  (*end)(void *data);
+} ngx_voice_json_handler_t;
 
-/* path bookkeeping, called from the yajl callbacks */
-void ngx_voice_json_open(ngx_voice_json_path_t *path, ngx_uint_t array);
-void ngx_voice_json_close(ngx_voice_json_path_t *path);
-void ngx_voice_json_key(ngx_voice_json_path_t *path, const u_char *key,
-    size_t len);
+
+/* one stream of messages, each one JSON object, parsed as it arrives */
+typedef struct {
+    yajl_handle                      handle;
+    ngx_voice_json_path_t            path;
+    ngx_voice_json_mem_t             mem;
+    ngx_uint_t                       values;   /* in this message */
+    const ngx_voice_json_handler_t  *handler;
+    void                            *data;
+} ngx_voice_json_t;
+
+
+ngx_int_t ngx_voice_json_init(ngx_voice_json_t *js,
+    const ngx_voice_json_handler_t *handler, void *data, ngx_log_t *log);
+void ngx_voice_json_free(ngx_voice_json_t *js);
+
+/*
+ * Feeds a piece of a message.  NGX_OK; NGX_DECLINED: not JSON, or (with
+ * "last") not exactly one object; NGX_ABORT: a handler stopped it.
+ */
+ngx_int_t ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data,
+    size_t len, ngx_uint_t first, ngx_uint_t last);
 
 /*
  * Whether the value being parsed sits at keys k1[.k2[.k3]] from the top

@@ -36,7 +36,6 @@ ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_voice_call_t *call,
     peer->last_out = &peer->out;
     peer->last_recv = ngx_current_msec;
     peer->last_send = ngx_current_msec;
-    peer->mem.log = call->log;
 
     ngx_voice_ws_parser_init(&peer->parser, !client);
 
@@ -427,10 +426,7 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
 void
 ngx_voice_peer_free(ngx_voice_peer_t *peer)
 {
-    if (peer->json) {
-        yajl_free(peer->json);
-        peer->json = NULL;
-    }
+    ngx_voice_json_free(&peer->json);
 }
 
 

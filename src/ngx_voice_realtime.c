@@ -39,18 +39,10 @@ static ngx_int_t ngx_voice_realtime_data(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
 static ngx_int_t ngx_voice_realtime_fail(ngx_voice_call_t *call,
     ngx_uint_t code, const char *reason);
-static int ngx_voice_realtime_scalar(void *ctx);
-static int ngx_voice_realtime_boolean(void *ctx, int b);
-static int ngx_voice_realtime_number(void *ctx, const char *s, size_t len);
-static int ngx_voice_realtime_string(void *ctx, const unsigned char *s,
-    size_t len);
-static int ngx_voice_realtime_map_key(void *ctx, const unsigned char *s,
-    size_t len);
-static int ngx_voice_realtime_start_map(void *ctx);
-static int ngx_voice_realtime_end_map(void *ctx);
-static int ngx_voice_realtime_start_array(void *ctx);
-static int ngx_voice_realtime_end_array(void *ctx);
-static ngx_int_t ngx_voice_realtime_dispatch(ngx_voice_call_t *call);
+static void ngx_voice_realtime_begin(void *data);
+static int ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
+    const u_char *s, size_t len);
+static ngx_int_t ngx_voice_realtime_dispatch(void *data);
 static ngx_int_t ngx_voice_realtime_deny_approval(ngx_voice_call_t *call);
 static void ngx_voice_realtime_copy(ngx_str_t *dst, u_char *buf,
     size_t size, const unsigned char *s, size_t len);
@@ -58,18 +50,11 @@ static ngx_int_t ngx_voice_realtime_send(ngx_voice_call_t *call,
     u_char *data, size_t len);
 
 
-static yajl_callbacks  ngx_voice_realtime_callbacks = {
-    ngx_voice_realtime_scalar,
-    ngx_voice_realtime_boolean,
-    NULL,
-    NULL,
-    ngx_voice_realtime_number,
+static ngx_voice_json_handler_t  ngx_voice_realtime_json = {
+    ngx_voice_realtime_begin,
     ngx_voice_realtime_string,
-    ngx_voice_realtime_start_map,
-    ngx_voice_realtime_map_key,
-    ngx_voice_realtime_end_map,
-    ngx_voice_realtime_start_array,
-    ngx_voice_realtime_end_array
+    NULL,
+    ngx_voice_realtime_dispatch
 };
 
 
@@ -91,7 +76,6 @@ static ngx_voice_realtime_type_t  ngx_voice_realtime_types[] = {
 ngx_int_t
 ngx_voice_realtime_init(ngx_voice_call_t *call)
 {
-    yajl_alloc_funcs   funcs;
     ngx_voice_peer_t  *peer;
 
     peer = &call->openai;
@@ -103,24 +87,16 @@ ngx_voice_realtime_init(ngx_voice_call_t *call)
         return NGX_ERROR;
     }
 
-    ngx_voice_json_alloc_funcs(&funcs, &peer->mem);
-
-    peer->json = yajl_alloc(&ngx_voice_realtime_callbacks, &funcs, call);
-    if (peer->json == NULL) {
-        return NGX_ERROR;
-    }
-
-    yajl_config(peer->json, yajl_allow_multiple_values, 1);
-
-    return NGX_OK;
+    return ngx_voice_json_init(&peer->json, &ngx_voice_realtime_json, call,
+                               call->log);
 }
 
 
 static ngx_int_t
 ngx_voice_realtime_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
+    ngx_int_t          rc;
     ngx_voice_call_t  *call;
-    yajl_status        st;
 
     call = peer->call;
 
@@ -137,20 +113,15 @@ ngx_voice_realtime_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
                                        "message too big");
     }
 
-    if (ev->first) {
-        peer->values = 0;
-    }
-
-    st = yajl_parse(peer->json, ev->data, ev->len);
+    rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
+                             ev->last);
 
     if (call->closing || call->done) {
-        /* a callback ended the call */
+        /* a handler ended the call */
         return NGX_ERROR;
     }
 
-    if (st != yajl_status_ok
-        || (ev->last && (peer->values != 1 || peer->path.depth != 0)))
-    {
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: OpenAI sent a message that is not one "
                       "JSON object");
@@ -172,45 +143,20 @@ ngx_voice_realtime_fail(ngx_voice_call_t *call, ngx_uint_t code,
 }
 
 
-static int
-ngx_voice_realtime_scalar(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
 
-    return call->openai.path.depth > 0;
-}
 
 
 static int
-ngx_voice_realtime_boolean(void *ctx, int b)
+ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
+    const u_char *s, size_t len)
 {
-    return ngx_voice_realtime_scalar(ctx);
-}
-
-
-static int
-ngx_voice_realtime_number(void *ctx, const char *s, size_t len)
-{
-    return ngx_voice_realtime_scalar(ctx);
-}
-
-
-static int
-ngx_voice_realtime_string(void *ctx, const unsigned char *s, size_t len)
-{
-    ngx_voice_call_t  *call = ctx;
+    ngx_voice_call_t  *call = data;
 
     u_char                     *p;
-    ngx_voice_json_path_t      *path;
     ngx_voice_realtime_msg_t   *oa;
     ngx_voice_realtime_type_t  *t;
 
-    path = &call->openai.path;
     oa = &call->oa;
-
-    if (path->depth == 0) {
-        return 0;
-    }
 
     if (ngx_voice_json_at(path, "type", NULL, NULL)) {
 
@@ -273,78 +219,25 @@ ngx_voice_realtime_string(void *ctx, const unsigned char *s, size_t len)
 }
 
 
-static int
-ngx_voice_realtime_map_key(void *ctx, const unsigned char *s, size_t len)
+
+/* an event starts: forget the fields of the previous one */
+static void
+ngx_voice_realtime_begin(void *data)
 {
-    ngx_voice_call_t  *call = ctx;
+    ngx_voice_call_t  *call = data;
 
-    ngx_voice_json_key(&call->openai.path, s, len);
-
-    return 1;
+    ngx_memzero(&call->oa, offsetof(ngx_voice_realtime_msg_t, iid));
 }
 
 
-static int
-ngx_voice_realtime_start_map(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
 
-    if (call->openai.path.depth == 0) {
-        ngx_memzero(&call->oa, offsetof(ngx_voice_realtime_msg_t, iid));
-    }
-
-    ngx_voice_json_open(&call->openai.path, 0);
-
-    return 1;
-}
-
-
-static int
-ngx_voice_realtime_end_map(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    ngx_voice_json_close(&call->openai.path);
-
-    if (call->openai.path.depth) {
-        return 1;
-    }
-
-    call->openai.values++;
-
-    return ngx_voice_realtime_dispatch(call) == NGX_OK;
-}
-
-
-static int
-ngx_voice_realtime_start_array(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    if (call->openai.path.depth == 0) {
-        return 0;
-    }
-
-    ngx_voice_json_open(&call->openai.path, 1);
-
-    return 1;
-}
-
-
-static int
-ngx_voice_realtime_end_array(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    ngx_voice_json_close(&call->openai.path);
-
-    return 1;
-}
 
 
 static ngx_int_t
-ngx_voice_realtime_dispatch(ngx_voice_call_t *call)
+ngx_voice_realtime_dispatch(void *data)
 {
+    ngx_voice_call_t  *call = data;
+
     ngx_voice_realtime_msg_t  *oa;
 
     oa = &call->oa;

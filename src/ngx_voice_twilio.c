@@ -30,19 +30,12 @@ static ngx_int_t ngx_voice_twilio_data(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
 static ngx_int_t ngx_voice_twilio_fail(ngx_voice_call_t *call,
     ngx_uint_t code, const char *reason);
-static int ngx_voice_twilio_null(void *ctx);
-static int ngx_voice_twilio_boolean(void *ctx, int b);
-static int ngx_voice_twilio_integer(void *ctx, long long n);
-static int ngx_voice_twilio_double(void *ctx, double d);
-static int ngx_voice_twilio_string(void *ctx, const unsigned char *s,
-    size_t len);
-static int ngx_voice_twilio_map_key(void *ctx, const unsigned char *s,
-    size_t len);
-static int ngx_voice_twilio_start_map(void *ctx);
-static int ngx_voice_twilio_end_map(void *ctx);
-static int ngx_voice_twilio_start_array(void *ctx);
-static int ngx_voice_twilio_end_array(void *ctx);
-static ngx_int_t ngx_voice_twilio_dispatch(ngx_voice_call_t *call);
+static void ngx_voice_twilio_begin(void *data);
+static int ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
+    const u_char *s, size_t len);
+static int ngx_voice_twilio_number(void *data, ngx_voice_json_path_t *path,
+    const u_char *s, size_t len);
+static ngx_int_t ngx_voice_twilio_dispatch(void *data);
 static ngx_int_t ngx_voice_twilio_start(ngx_voice_call_t *call);
 static void ngx_voice_twilio_copy(ngx_str_t *dst, u_char *buf, size_t size,
     const unsigned char *s, size_t len);
@@ -51,25 +44,17 @@ static ngx_int_t ngx_voice_twilio_emit(ngx_voice_call_t *call,
     const char *tail, size_t tail_len);
 
 
-static yajl_callbacks  ngx_voice_twilio_callbacks = {
-    ngx_voice_twilio_null,
-    ngx_voice_twilio_boolean,
-    ngx_voice_twilio_integer,
-    ngx_voice_twilio_double,
-    NULL,
+static ngx_voice_json_handler_t  ngx_voice_twilio_json = {
+    ngx_voice_twilio_begin,
     ngx_voice_twilio_string,
-    ngx_voice_twilio_start_map,
-    ngx_voice_twilio_map_key,
-    ngx_voice_twilio_end_map,
-    ngx_voice_twilio_start_array,
-    ngx_voice_twilio_end_array
+    ngx_voice_twilio_number,
+    ngx_voice_twilio_dispatch
 };
 
 
 ngx_int_t
 ngx_voice_twilio_init(ngx_voice_call_t *call)
 {
-    yajl_alloc_funcs   funcs;
     ngx_voice_peer_t  *peer;
 
     peer = &call->twilio;
@@ -81,25 +66,16 @@ ngx_voice_twilio_init(ngx_voice_call_t *call)
         return NGX_ERROR;
     }
 
-    ngx_voice_json_alloc_funcs(&funcs, &peer->mem);
-
-    peer->json = yajl_alloc(&ngx_voice_twilio_callbacks, &funcs, call);
-    if (peer->json == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* one handle for the whole stream: messages are consecutive values */
-    yajl_config(peer->json, yajl_allow_multiple_values, 1);
-
-    return NGX_OK;
+    return ngx_voice_json_init(&peer->json, &ngx_voice_twilio_json, call,
+                               call->log);
 }
 
 
 static ngx_int_t
 ngx_voice_twilio_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
+    ngx_int_t          rc;
     ngx_voice_call_t  *call;
-    yajl_status        st;
 
     call = peer->call;
 
@@ -112,28 +88,18 @@ ngx_voice_twilio_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
                                      "message too big");
     }
 
-    if (ev->first) {
-        peer->values = 0;
-    }
-
-    st = yajl_parse(peer->json, ev->data, ev->len);
+    rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
+                             ev->last);
 
     if (call->closing || call->done) {
-        /* a callback ended the call */
+        /* a handler ended the call */
         return NGX_ERROR;
     }
 
-    if (st != yajl_status_ok) {
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "voice: Twilio sent a message that is not JSON");
-        return ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
-                                     "invalid JSON");
-    }
-
-    if (ev->last && (peer->values != 1 || peer->path.depth != 0)) {
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "voice: Twilio sent a message that is not one "
-                      "JSON object");
+                      "voice: Twilio sent a message that is not JSON, "
+                      "or not one JSON object");
         return ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
                                      "invalid JSON");
     }
@@ -152,68 +118,36 @@ ngx_voice_twilio_fail(ngx_voice_call_t *call, ngx_uint_t code,
 }
 
 
-static int
-ngx_voice_twilio_null(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    return call->twilio.path.depth > 0;
-}
 
 
 static int
-ngx_voice_twilio_boolean(void *ctx, int b)
+ngx_voice_twilio_number(void *data, ngx_voice_json_path_t *path,
+    const u_char *s, size_t len)
 {
-    ngx_voice_call_t  *call = ctx;
-
-    return call->twilio.path.depth > 0;
-}
-
-
-static int
-ngx_voice_twilio_integer(void *ctx, long long n)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    ngx_voice_json_path_t  *path;
-
-    path = &call->twilio.path;
+    ngx_voice_call_t  *call = data;
 
     if (ngx_voice_json_at(path, "start", "mediaFormat", "sampleRate")) {
-        call->tw.sample_rate = (ngx_int_t) n;
+        call->tw.sample_rate = ngx_atoi((u_char *) s, len);
 
     } else if (ngx_voice_json_at(path, "start", "mediaFormat", "channels")) {
-        call->tw.channels = (ngx_int_t) n;
+        call->tw.channels = ngx_atoi((u_char *) s, len);
     }
 
-    return path->depth > 0;
+    return 1;
 }
 
 
-static int
-ngx_voice_twilio_double(void *ctx, double d)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    return call->twilio.path.depth > 0;
-}
-
 
 static int
-ngx_voice_twilio_string(void *ctx, const unsigned char *s, size_t len)
+ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
+    const u_char *s, size_t len)
 {
-    ngx_voice_call_t  *call = ctx;
+    ngx_voice_call_t  *call = data;
 
     u_char                  *p;
-    ngx_voice_json_path_t   *path;
     ngx_voice_twilio_msg_t  *tw;
 
-    path = &call->twilio.path;
     tw = &call->tw;
-
-    if (path->depth == 0) {
-        return 0;
-    }
 
     if (ngx_voice_json_at(path, "event", NULL, NULL)) {
 
@@ -278,79 +212,26 @@ ngx_voice_twilio_string(void *ctx, const unsigned char *s, size_t len)
 }
 
 
-static int
-ngx_voice_twilio_map_key(void *ctx, const unsigned char *s, size_t len)
+
+/* a message starts: forget the fields of the previous one */
+static void
+ngx_voice_twilio_begin(void *data)
 {
-    ngx_voice_call_t  *call = ctx;
+    ngx_voice_call_t  *call = data;
 
-    ngx_voice_json_key(&call->twilio.path, s, len);
-
-    return 1;
+    ngx_memzero(&call->tw, offsetof(ngx_voice_twilio_msg_t, sid));
 }
 
 
-static int
-ngx_voice_twilio_start_map(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
 
-    if (call->twilio.path.depth == 0) {
-        ngx_memzero(&call->tw, offsetof(ngx_voice_twilio_msg_t, sid));
-    }
-
-    ngx_voice_json_open(&call->twilio.path, 0);
-
-    return 1;
-}
-
-
-static int
-ngx_voice_twilio_end_map(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    ngx_voice_json_close(&call->twilio.path);
-
-    if (call->twilio.path.depth) {
-        return 1;
-    }
-
-    call->twilio.values++;
-
-    return ngx_voice_twilio_dispatch(call) == NGX_OK;
-}
-
-
-static int
-ngx_voice_twilio_start_array(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    if (call->twilio.path.depth == 0) {
-        return 0;
-    }
-
-    ngx_voice_json_open(&call->twilio.path, 1);
-
-    return 1;
-}
-
-
-static int
-ngx_voice_twilio_end_array(void *ctx)
-{
-    ngx_voice_call_t  *call = ctx;
-
-    ngx_voice_json_close(&call->twilio.path);
-
-    return 1;
-}
 
 
 /* a whole message has been parsed */
 static ngx_int_t
-ngx_voice_twilio_dispatch(ngx_voice_call_t *call)
+ngx_voice_twilio_dispatch(void *data)
 {
+    ngx_voice_call_t  *call = data;
+
     ngx_voice_twilio_msg_t  *tw;
 
     tw = &call->tw;
