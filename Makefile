@@ -65,7 +65,7 @@ $(MODULE): $(SOURCES)
 	        --add-dynamic-module=$(TOP) >$(BUILD)/configure.log 2>&1 || \
 	    { tail -20 $(BUILD)/configure.log; exit 1; }
 	$(MAKE) -C $(BUILD)/nginx -f objs/Makefile modules
-	cp $(BUILD)/nginx/objs/ngx_voice_module.so $@
+	cp $(BUILD)/nginx/objs/ngx_voice_module.so $@.tmp && mv -f $@.tmp $@
 
 else
 
@@ -94,7 +94,8 @@ $(MODULE): $(SOURCES) $(if $(SANITIZE),$(NGINX_SRC)/configure)
 	    echo '$(strip $(NGX_CONF_ARGS))' >objs/ngx_voice.conf-args; \
 	fi
 	$(MAKE) -C $(NGINX_SRC) -f objs/Makefile $(if $(SANITIZE),build,modules)
-	mkdir -p $(dir $@) && cp $(NGINX_SRC)/objs/ngx_voice_module.so $@
+	mkdir -p $(dir $@) && cp $(NGINX_SRC)/objs/ngx_voice_module.so $@.tmp \
+	    && mv -f $@.tmp $@
 
 endif
 

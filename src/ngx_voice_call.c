@@ -501,9 +501,10 @@ ngx_voice_call_session_created(ngx_voice_call_t *call)
 static void
 ngx_voice_call_send_session(ngx_voice_call_t *call)
 {
-    u_char     *p, *last;
-    size_t      len;
-    ngx_buf_t  *q;
+    u_char      *p, *last;
+    size_t       len;
+    ngx_buf_t   *q;
+    ngx_uint_t   i;
 
     if (call->session_sent) {
         return;
@@ -514,6 +515,14 @@ ngx_voice_call_send_session(ngx_voice_call_t *call)
     }
 
     call->session_sent = 1;
+
+    for (i = 0; i < call->ndigits; i++) {
+        if (ngx_voice_realtime_dtmf(call, call->digits[i]) != NGX_OK) {
+            return;
+        }
+    }
+
+    call->ndigits = 0;
 
     q = call->queue;
 

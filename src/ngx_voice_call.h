@@ -192,6 +192,12 @@ struct ngx_voice_call_s {
     ngx_event_t                  duration_timer;
     ngx_event_t                  close_timer;
 
+    u_char                       digits[16];     /* before the session */
+    ngx_uint_t                   ndigits;
+
+    u_char                       denied[NGX_VOICE_ID_MAX];
+    size_t                       denied_len;     /* approval request */
+
     ngx_uint_t                   interruptions;
     ngx_uint_t                   dropped_deltas;
 

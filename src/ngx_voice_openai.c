@@ -107,7 +107,15 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf,
 
     if (ngx_voice_openai_is_ip(cf, &u->host, addr) == NGX_OK) {
         ngx_inet_set_port(addr->sockaddr, u->port);
-        addr->name = u->url;
+
+        addr->name.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
+        if (addr->name.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        addr->name.len = ngx_sock_ntop(addr->sockaddr, addr->socklen,
+                                       addr->name.data, NGX_SOCKADDR_STRLEN,
+                                       1);
         conf->openai_addrs = addr;
         conf->openai_naddrs = 1;
         return NGX_OK;

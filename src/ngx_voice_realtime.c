@@ -323,9 +323,16 @@ ngx_voice_realtime_deny_approval(ngx_voice_call_t *call)
     oa = &call->oa;
     id = &oa->approval_id;
 
-    if (id->len == 0) {
+    if (id->len == 0
+        || (id->len == call->denied_len
+            && ngx_memcmp(id->data, call->denied, id->len) == 0))
+    {
+        /* output_item.done and conversation.item.done name it twice */
         return NGX_OK;
     }
+
+    ngx_memcpy(call->denied, id->data, id->len);
+    call->denied_len = id->len;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return NGX_ERROR;
@@ -444,6 +451,11 @@ ngx_voice_realtime_dtmf(ngx_voice_call_t *call, u_char digit)
     u_char      buf[256];
 
     if (!call->session_sent) {
+        /* sent with the queued audio, right after session.update */
+        if (call->ndigits < sizeof(call->digits)) {
+            call->digits[call->ndigits++] = digit;
+        }
+
         return NGX_OK;
     }
 

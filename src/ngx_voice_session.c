@@ -16,6 +16,7 @@
 #include <yajl/yajl_gen.h>
 #include "ngx_voice.h"
 #include "ngx_voice_secret.h"
+#include "ngx_voice_ws.h"
 
 
 #define ngx_voice_gen_str(g, s)                                              \
@@ -202,6 +203,14 @@ ngx_voice_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
+        /* everything here goes into a JSON text frame */
+        if (!ngx_voice_utf8_valid(value[i].data, value[i].len)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"voice_mcp_server\" parameter %ui is not "
+                               "valid UTF-8", i);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strncmp(value[i].data, "label=", 6) == 0) {
             srv->label.data = value[i].data + 6;
             srv->label.len = value[i].len - 6;
@@ -242,8 +251,14 @@ ngx_voice_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
-            h->name.data = start;
+            /* the argument is wiped below: the name needs its own copy */
             h->name.len = p - start;
+            h->name.data = ngx_pnalloc(cf->pool, h->name.len);
+            if (h->name.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(h->name.data, start, h->name.len);
 
             for (p++; p < end && *p == ' '; p++) { /* void */ }
 
@@ -411,6 +426,27 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
                            "\"voice_voice\" \"%V\" is not a known Realtime "
                            "voice (alloy, ash, ballad, coral, echo, sage, "
                            "shimmer, verse, marin, cedar)", &conf->voice);
+    }
+
+    if (!ngx_voice_utf8_valid(conf->instructions.data,
+                              conf->instructions.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_instructions\" is not valid UTF-8: "
+                           "OpenAI takes text frames only");
+        return NGX_ERROR;
+    }
+
+    if (!ngx_voice_utf8_valid(conf->voice.data, conf->voice.len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_voice\" is not valid UTF-8");
+        return NGX_ERROR;
+    }
+
+    if (!ngx_voice_utf8_valid(conf->greeting.data, conf->greeting.len)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_greeting\" is not valid UTF-8");
+        return NGX_ERROR;
     }
 
     g = yajl_gen_alloc(NULL);

@@ -417,6 +417,18 @@ ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask, ngx_uint_t offset)
 }
 
 
+ngx_int_t
+ngx_voice_utf8_valid(u_char *p, size_t len)
+{
+    uint32_t  state;
+
+    state = 0;
+    ngx_voice_utf8_check(&state, p, len);
+
+    return state == 0;
+}
+
+
 size_t
 ngx_voice_ws_close_payload(u_char *dst, ngx_uint_t code, const char *reason)
 {

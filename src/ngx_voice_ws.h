@@ -108,6 +108,9 @@ void ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask,
 /* the size of a frame header for "len" bytes of payload */
 size_t ngx_voice_ws_header_size(uint64_t len, ngx_uint_t masked);
 
+/* whole UTF-8 text (RFC 3629) */
+ngx_int_t ngx_voice_utf8_valid(u_char *p, size_t len);
+
 /* close payload: code (network order) then reason, at most 125 bytes */
 size_t ngx_voice_ws_close_payload(u_char *dst, ngx_uint_t code,
     const char *reason);

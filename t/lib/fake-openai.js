@@ -5,7 +5,7 @@
 //   node t/lib/fake-openai.js PORT CERT KEY [SCRIPT.js]
 //
 // Prints "ready" once listening, then one JSON line per thing it sees:
-//   {"ev":"connect","url":...,"headers":{...},"conn":N}
+//   {"ev":"connect","url":...,"headers":{...},"conn":N,"sni":...}
 //   {"ev":"message","conn":N,"msg":{...}}       (each client message)
 //   {"ev":"close","conn":N,"code":1000,"reason":"..."}
 //
@@ -15,8 +15,33 @@
 //   status=401        refuse the handshake with that HTTP status
 //   hang=1            accept TCP+TLS but never answer the handshake
 //   nocreated=1       do not send session.created
+//   created_delay_ms=N   send session.created N ms after the handshake
+//   ctl=1             in-band control, see below
 // SCRIPT.js may export { onConnect(ws, ctx), onMessage(ws, msg, ctx) }
 // for anything else; ctx has { conn, url, query, send(obj), log(obj) }.
+//
+// Also (additions for t/100-call.t and friends, off unless asked for):
+//
+// - With FAKE_OPENAI_LOG=FILE in the environment, every line printed is
+//   also appended to FILE with "t" (ms since the epoch) and "port" added,
+//   so a test can read what this server saw per block.  Messages this
+//   server sends are logged too: {"ev":"sent","conn":N,"msg":{...}}.
+//
+// - With ctl=1 in the query, an input_audio_buffer.append whose audio is
+//   the base64 of "FAKECTL " + JSON array of actions is a command from the
+//   test (sent in-band by t/lib/twilio-call.js as a Twilio media payload,
+//   so it is ordered with everything else the caller sent).  Actions run in
+//   order:
+//     {"send": {...} | "raw text"}        send one message
+//     {"sleep": ms}                       wait before the next action
+//     {"deltas": {"n":3, "bytes":1600, "item_id":"item_A",
+//                 "response_id":"resp_A", "order":"delta_first"|"delta_last"}}
+//                                         n response.output_audio.delta
+//                                         events of random audio
+//     {"close": code, "reason": "..."}   WebSocket close
+//     {"terminate": true}                 drop the TCP connection
+//   It is logged as {"ev":"ctl","conn":N,"actions":[...]} (besides the
+//   "message" line of the append itself).
 
 'use strict';
 
@@ -27,8 +52,66 @@ const { WebSocketServer } = require('ws');
 const [port, cert, key, script] = process.argv.slice(2);
 const hooks = script ? require(require('path').resolve(script)) : {};
 
+const logFile = process.env.FAKE_OPENAI_LOG;
+const CTL_PREFIX = 'FAKECTL ';
+
 function log(obj) {
   process.stdout.write(JSON.stringify(obj) + '\n');
+  if (logFile) {
+    fs.appendFileSync(logFile, JSON.stringify(
+      Object.assign({ t: Date.now(), port: +port }, obj)) + '\n');
+  }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// The actions of an in-band control message (see the header comment).
+async function runCtl(ws, ctx, actions) {
+  for (const a of actions) {
+    if (ws.readyState !== ws.OPEN) return;
+    if (a.send !== undefined) {
+      ctx.send(a.send);
+    } else if (a.sleep !== undefined) {
+      await sleep(+a.sleep);
+    } else if (a.deltas) {
+      const d = a.deltas;
+      for (let i = 0; i < (d.n || 1); i++) {
+        const audio = require('crypto').randomBytes(d.bytes || 160)
+          .toString('base64');
+        const ev = d.order === 'delta_first'
+          ? { type: 'response.output_audio.delta', delta: audio,
+              event_id: `evt_d${i}`, response_id: d.response_id || 'resp_1',
+              item_id: d.item_id || 'item_1', output_index: 0,
+              content_index: 0 }
+          : { type: 'response.output_audio.delta', event_id: `evt_d${i}`,
+              response_id: d.response_id || 'resp_1',
+              item_id: d.item_id || 'item_1', output_index: 0,
+              content_index: 0, delta: audio };
+        ctx.send(ev);
+        if (d.interval_ms) await sleep(d.interval_ms);
+      }
+    } else if (a.close !== undefined) {
+      ws.close(a.close, a.reason || '');
+    } else if (a.terminate) {
+      ws.terminate();
+    }
+  }
+}
+
+function ctlOf(msg) {
+  if (msg.type !== 'input_audio_buffer.append'
+      || typeof msg.audio !== 'string') {
+    return null;
+  }
+  const text = Buffer.from(msg.audio, 'base64').toString();
+  if (!text.startsWith(CTL_PREFIX)) return null;
+  try {
+    return JSON.parse(text.slice(CTL_PREFIX.length));
+  } catch (e) {
+    return null;
+  }
 }
 
 const server = https.createServer({
@@ -44,7 +127,8 @@ server.on('upgrade', (req, socket, head) => {
   const status = url.searchParams.get('status');
   const conn = ++conns;
 
-  log({ ev: 'connect', url: req.url, headers: req.headers, conn });
+  log({ ev: 'connect', url: req.url, headers: req.headers, conn,
+        sni: req.socket.servername || null });
 
   if (status) {
     socket.end(`HTTP/1.1 ${status} Refused\r\nContent-Length: 0\r\n` +
@@ -59,8 +143,11 @@ server.on('upgrade', (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, (ws) => {
     const ctx = {
       conn, url: req.url, query: url.searchParams, log,
-      send: (obj) => ws.send(typeof obj === 'string' ? obj
-                                                     : JSON.stringify(obj)),
+      send: (obj) => {
+        if (ws.readyState !== ws.OPEN) return;
+        log({ ev: 'sent', conn, msg: obj });
+        ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
+      },
     };
 
     ws.on('message', (data, isBinary) => {
@@ -77,6 +164,13 @@ server.on('upgrade', (req, socket, head) => {
                    session: msg.session });
       }
 
+      const actions = url.searchParams.get('ctl') ? ctlOf(msg) : null;
+      if (actions) {
+        log({ ev: 'ctl', conn, actions });
+        runCtl(ws, ctx, actions)
+          .catch((e) => log({ ev: 'error', conn, error: e.message }));
+      }
+
       if (hooks.onMessage) {
         hooks.onMessage(ws, msg, ctx);
       }
@@ -88,9 +182,16 @@ server.on('upgrade', (req, socket, head) => {
 
     ws.on('error', (e) => log({ ev: 'error', conn, error: e.message }));
 
-    if (!url.searchParams.get('nocreated')) {
-      ctx.send({ type: 'session.created', event_id: 'evt_sc',
-                 session: { type: 'realtime', model: 'gpt-realtime' } });
+    const created = () => ctx.send({
+      type: 'session.created', event_id: 'evt_sc',
+      session: { type: 'realtime', model: 'gpt-realtime' } });
+    const delay = +(url.searchParams.get('created_delay_ms') || 0);
+    if (url.searchParams.get('nocreated')) {
+      // nothing
+    } else if (delay > 0) {
+      setTimeout(created, delay);
+    } else {
+      created();
     }
 
     if (hooks.onConnect) {
