@@ -43,7 +43,7 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test clean
+.PHONY: all build deps test-deps run test valgrind clean
 
 all: build
 
@@ -115,6 +115,12 @@ test: test-deps
 	$(MAKE) build
 	prove -I t/lib $(PROVE_ARGS)
 	cd twilio && node --test
+
+# the call tests with nginx under valgrind's memcheck
+valgrind: test-deps
+	$(MAKE) build
+	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib \
+	    $(if $(filter-out t/,$(PROVE_ARGS)),$(PROVE_ARGS),t/1*.t)
 
 clean:
 	rm -rf $(BUILD) t/servroot*

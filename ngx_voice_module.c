@@ -18,6 +18,7 @@
 
 
 static ngx_int_t ngx_voice_preconfiguration(ngx_conf_t *cf);
+static void ngx_voice_exit_process(ngx_cycle_t *cycle);
 static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -279,7 +280,7 @@ ngx_module_t  ngx_voice_module = {
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_voice_exit_process,                /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -289,6 +290,30 @@ static ngx_int_t
 ngx_voice_preconfiguration(ngx_conf_t *cf)
 {
     return ngx_voice_add_variables(cf);
+}
+
+
+/* the TLS sessions each worker kept for reuse go with it */
+static void
+ngx_voice_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t              i;
+    ngx_voice_loc_conf_t  **stream;
+    ngx_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_voice_module);
+    if (vmcf == NULL) {
+        return;
+    }
+
+    stream = vmcf->streams.elts;
+
+    for (i = 0; i < vmcf->streams.nelts; i++) {
+        if (stream[i]->ssl_session) {
+            ngx_ssl_free_session(stream[i]->ssl_session);
+            stream[i]->ssl_session = NULL;
+        }
+    }
 }
 
 
@@ -307,6 +332,13 @@ ngx_voice_create_main_conf(ngx_conf_t *cf)
      *
      *     vmcf->token_zone = NULL;
      */
+
+    if (ngx_array_init(&vmcf->streams, cf->pool, 4,
+                       sizeof(ngx_voice_loc_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return vmcf;
 }
@@ -487,7 +519,9 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static char *
 ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
-    char  *rv;
+    char                    *rv;
+    ngx_voice_loc_conf_t   **stream;
+    ngx_voice_main_conf_t   *vmcf;
 
     if (conf->buffer_size < 2 * conf->max_message_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -506,6 +540,15 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     if (rv != NGX_CONF_OK) {
         return rv;
     }
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
+
+    stream = ngx_array_push(&vmcf->streams);
+    if (stream == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *stream = conf;
 
     if (ngx_voice_session_build(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;

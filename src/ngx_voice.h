@@ -46,6 +46,7 @@ typedef struct {
 /* one per http{}: the token zone and process-wide state */
 typedef struct {
     ngx_shm_zone_t             *token_zone;
+    ngx_array_t                 streams;         /* ngx_voice_loc_conf_t * */
 } ngx_voice_main_conf_t;
 
 

@@ -221,8 +221,18 @@ sub start_nginx () {
     my $logs = "$ServRoot/logs";
     mark_logs();
     $CurSpec = $spec;
+    # TEST_NGINX_USE_VALGRIND=1: nginx runs under memcheck, each process
+    # writing its own report, read by check_logs()
+    my @valgrind = $ENV{TEST_NGINX_USE_VALGRIND}
+        ? ('valgrind', '-q', '--leak-check=full', '--show-leak-kinds=definite',
+           '--keep-debuginfo=yes',
+           '--errors-for-leak-kinds=definite', '--num-callers=30',
+           "--log-file=$logs/valgrind.%p.log")
+        : ();
+    unlink glob "$logs/valgrind.*.log";
     $Nginx = IPC::Run::start(
-        [$Binary, '-p', "$ServRoot/", '-c', 'conf/nginx.conf', @args],
+        [@valgrind, $Binary, '-p', "$ServRoot/", '-c', 'conf/nginx.conf',
+         @args],
         init => sub { %ENV = %env },
         '<', '/dev/null', '>>', "$logs/stdout.log", '2>>', "$logs/stderr.log");
 }
@@ -711,6 +721,7 @@ sub check_logs () {
         next if $must_die or grep { "$_" =~ /\b$lvl\b/ } @want;
         push @bad, grep { /\[$lvl\]/ } split /\n/, $log;
     }
+    push @bad, valgrind_errors() if $stop;
     if ($stop and !$must_die) {
         push @bad, 'nginx exited before the block ended' if $stop->{early};
         push @bad, 'nginx had to be killed' if $stop->{killed};
@@ -721,6 +732,23 @@ sub check_logs () {
     Test::More::ok(!@bad, "$name - nginx ran cleanly (no crash, [alert], "
                    . "[crit], [emerg] or sanitizer report)")
         or Test::More::diag(join "\n", @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+}
+
+# memcheck's invalid accesses anywhere, and leaks of the module's memory
+# (nginx itself leaves some config memory to the exit)
+sub valgrind_errors () {
+    my @bad;
+    for my $f (glob "$ServRoot/logs/valgrind.*.log") {
+        open my $fh, '<', $f or next;
+        local $/ = '';
+        while (my $rec = <$fh>) {
+            next unless $rec =~ /Invalid (?:read|write|free)|uninitialised|
+                                 Mismatched\ free|definitely\ lost/x;
+            next if $rec =~ /definitely lost/ and $rec !~ /ngx_voice/;
+            push @bad, "valgrind: $rec";
+        }
+    }
+    return @bad;
 }
 
 sub run_checks () {
@@ -784,7 +812,7 @@ sub run_block () {
 
     start_nginx($spec);
     # Up = listening and, with a master, all workers forked.
-    my $deadline = now() + 5;
+    my $deadline = now() + ($ENV{TEST_NGINX_USE_VALGRIND} ? 60 : 5);
     my $up = sub {
         return 0 unless port_listening();
         return 1 unless $spec->{master} and notices_logged();
