@@ -142,7 +142,9 @@ for my $i (0 .. 2) {
     my $call = $calls[$i];
     my ($code, $took) = @{$close{$i} // [undef, 99]};
     is($code, 1008, "call $i: close 1008");
-    ok($took > 1.5 && $took < 3.5, "call $i: after about 2s ($took)");
+    # memcheck makes the upgrade itself take a good part of the 2 s
+    my $lo = $ENV{TEST_NGINX_USE_VALGRIND} ? 0.5 : 1.5;
+    ok($took > $lo && $took < 3.5, "call $i: after about 2s ($took)");
     $call->{ws}->close(1008);
     ok($call->{ws}->wait_eof(3), "call $i: connection closed");
     like(call_log($call), qr/\[info\] [^\n]*voice: no Twilio start within voice_start_timeout/,
@@ -355,7 +357,10 @@ Time::HiRes::sleep(0.05)
 like(call_log($call), qr/voice: Twilio (?:is not reading, voice_buffer_size 65536 reached|has not read for)/,
      'log line: Twilio is not reading');
 my $hwm = vm_kb($pid, 'VmHWM');
-cmp_ok($hwm - $rss0, '<', 8192, "nginx memory stayed bounded (peak +"
+# sanitizers and memcheck keep freed memory in quarantine: a wider bound
+my $bound = ($ENV{TEST_NGINX_USE_VALGRIND}
+             || ($ENV{TEST_NGINX_BINARY} // '') =~ m{/asan/}) ? 65536 : 8192;
+cmp_ok($hwm - $rss0, '<', $bound, "nginx memory stayed bounded (peak +"
        . ($hwm - $rss0) . ' kB for ' . int($flood->{bytes} / 1024) . ' kB flooded)');
 ok($call->{ws}->wait_eof(10), 'the Twilio connection is closed (client drains it now)');
 my ($close) = grep { $_->{opcode} == 8 } @{$call->{ws}{skipped} // []};
