@@ -554,6 +554,18 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (conf->session_update.len + conf->greeting_item.len + 1024
+        > conf->buffer_size)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the session (instructions, tools) takes %uz "
+                           "bytes: \"voice_buffer_size\" %uz cannot "
+                           "hold it", conf->session_update.len
+                                      + conf->greeting_item.len,
+                           conf->buffer_size);
+        return NGX_CONF_ERROR;
+    }
+
     /* derived here, never inherited: an inner voice_public_url counts */
     conf->sig_host = conf->stream_host.data ? conf->stream_host
                                             : conf->public_host;

@@ -24,6 +24,8 @@ static void ngx_voice_call_twilio_read_handler(ngx_http_request_t *r);
 static void ngx_voice_call_twilio_write_handler(ngx_http_request_t *r);
 static void ngx_voice_call_after_io(ngx_voice_call_t *call);
 static ngx_int_t ngx_voice_call_flush_twilio(ngx_voice_call_t *call);
+static void ngx_voice_call_resume(ngx_voice_call_t *call,
+    ngx_voice_peer_t *peer, ngx_voice_peer_t *other);
 static void ngx_voice_call_peer_closed(ngx_voice_call_t *call,
     ngx_voice_peer_t *peer);
 static ngx_int_t ngx_voice_call_side_done(ngx_voice_peer_t *peer);
@@ -89,10 +91,9 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
 
     c->log->action = "relaying a voice call";
 
-    if (c->tcp_nodelay == NGX_TCP_NODELAY_UNSET
-        && ngx_tcp_nodelay(c) != NGX_OK)
-    {
-        /* not fatal: audio still flows, a little later */
+    if (c->tcp_nodelay == NGX_TCP_NODELAY_UNSET) {
+        /* a failure is not fatal: audio still flows, a little later */
+        (void) ngx_tcp_nodelay(c);
     }
 
     if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
@@ -155,13 +156,7 @@ ngx_voice_call_twilio_read_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (r->connection->close) {
-        /* worker_shutdown_timeout */
-        ngx_voice_call_set_reason(call, "nginx is shutting down");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
-                           NGX_VOICE_WS_CLOSE_GOING, NULL);
-        return;
-    }
+    /* c->close (worker_shutdown_timeout) ends in ngx_voice_call_cleanup() */
 
     rc = ngx_voice_peer_read(&call->twilio);
 
@@ -202,9 +197,11 @@ ngx_voice_call_peer_event(ngx_voice_peer_t *peer)
     }
 
     if (peer->connection->close) {
+        /* worker_shutdown_timeout reached the OpenAI leg first */
         ngx_voice_call_set_reason(call, "nginx is shutting down");
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
                            NGX_VOICE_WS_CLOSE_GOING, NULL);
+        ngx_voice_call_after_io(call);
         return;
     }
 
@@ -270,6 +267,9 @@ ngx_voice_call_after_io(ngx_voice_call_t *call)
         return;
     }
 
+    ngx_voice_call_resume(call, &call->twilio, &call->openai);
+    ngx_voice_call_resume(call, &call->openai, &call->twilio);
+
     c = call->request->connection;
 
     if (!call->twilio.eof
@@ -293,6 +293,40 @@ ngx_voice_call_after_io(ngx_voice_call_t *call)
 }
 
 
+/* a side paused for backpressure is read again once the other drained */
+static void
+ngx_voice_call_resume(ngx_voice_call_t *call, ngx_voice_peer_t *peer,
+    ngx_voice_peer_t *other)
+{
+    if (!peer->throttled
+        || (!call->closing && other->pending > call->conf->buffer_size / 2)
+        || peer->connection == NULL)
+    {
+        /* once the call ends, a paused side is read again for its close */
+        return;
+    }
+
+    peer->throttled = 0;
+
+    ngx_post_event(peer->connection->read, &ngx_posted_events);
+}
+
+
+ngx_int_t
+ngx_voice_call_flush(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
+{
+    if (peer == &call->twilio) {
+        return ngx_voice_call_flush_twilio(call);
+    }
+
+    if (!peer->open || peer->eof) {
+        return NGX_OK;
+    }
+
+    return ngx_voice_peer_flush(peer);
+}
+
+
 /* the 101 may still sit in nginx's own output before our frames */
 static ngx_int_t
 ngx_voice_call_flush_twilio(ngx_voice_call_t *call)
@@ -308,14 +342,14 @@ ngx_voice_call_flush_twilio(ngx_voice_call_t *call)
         return NGX_OK;
     }
 
-    if (c->buffered) {
+    if (c->buffered & NGX_HTTP_WRITE_BUFFERED) {
         rc = ngx_http_output_filter(r, NULL);
 
         if (rc == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        if (c->buffered) {
+        if (c->buffered & NGX_HTTP_WRITE_BUFFERED) {
             return ngx_handle_write_event(c->write, 0) == NGX_OK
                    ? NGX_AGAIN : NGX_ERROR;
         }
@@ -371,6 +405,11 @@ ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
 
     call->closing = 1;
 
+    if (reason == NULL && twilio_code == NGX_VOICE_WS_CLOSE_ERROR) {
+        /* Twilio is told why, even when the cause has no words of its own */
+        reason = "relay error";
+    }
+
     if (call->close_reason.len == 0 && reason) {
         ngx_voice_call_set_reason(call, "%s", reason);
     }
@@ -394,6 +433,9 @@ ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
     ngx_voice_call_timer(call, &call->close_timer,
                          ngx_voice_call_close_timeout, NGX_VOICE_CLOSE_WAIT);
 
+    /* bounded, and it keeps a quitting worker until the call is done */
+    call->close_timer.cancelable = 0;
+
     ngx_post_event(call->request->connection->write, &ngx_posted_events);
 }
 
@@ -407,7 +449,7 @@ ngx_voice_call_side_done(ngx_voice_peer_t *peer)
 
     if (peer->failed) {
         /* our close frame out, no reply awaited */
-        return peer->out == NULL;
+        return peer->out == NULL && !peer->connection->buffered;
     }
 
     if (!peer->close_sent) {
@@ -415,7 +457,8 @@ ngx_voice_call_side_done(ngx_voice_peer_t *peer)
         return peer->connection == NULL || peer->close_received;
     }
 
-    return peer->out == NULL && peer->close_received;
+    return peer->out == NULL && !peer->connection->buffered
+           && peer->close_received;
 }
 
 
@@ -680,6 +723,7 @@ static ngx_int_t
 ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
 {
     ngx_msec_t  idle;
+    ngx_uint_t  level;
 
     if (!peer->open || peer->eof) {
         return NGX_OK;
@@ -687,8 +731,30 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
 
     idle = call->conf->idle_timeout;
 
-    if (ngx_current_msec - peer->last_recv >= idle) {
-        ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO), call->log, 0,
+    /* the caller's side is a client: its faults are logged at info */
+    level = peer->client ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+    if (peer->out
+        && (ngx_current_msec - peer->last_send >= idle
+            || ngx_current_msec - peer->last_recv >= idle))
+    {
+        /* checked first: a peer that neither reads nor talks is stuck */
+        ngx_log_error(level, call->log, 0,
+                      "voice: %s is not reading: %M ms since it took "
+                      "data, %M ms since it sent any (voice_idle_timeout)",
+                      peer->name, ngx_current_msec - peer->last_send,
+                      ngx_current_msec - peer->last_recv);
+
+        ngx_voice_call_set_reason(call, "%s is not reading", peer->name);
+        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
+                           peer->client ? NGX_VOICE_WS_CLOSE_ERROR
+                                        : NGX_VOICE_WS_CLOSE_NORMAL,
+                           "peer not reading");
+        return NGX_ERROR;
+    }
+
+    if (!peer->throttled && ngx_current_msec - peer->last_recv >= idle) {
+        ngx_log_error(level, call->log, 0,
                       "voice: %s sent nothing for %M ms "
                       "(voice_idle_timeout)", peer->name,
                       ngx_current_msec - peer->last_recv);
@@ -696,18 +762,6 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
         ngx_voice_call_set_reason(call, "%s idle", peer->name);
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                            NGX_VOICE_WS_CLOSE_NORMAL, "idle timeout");
-        return NGX_ERROR;
-    }
-
-    if (peer->out && ngx_current_msec - peer->last_send >= idle) {
-        ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO), call->log, 0,
-                      "voice: %s has not read for %M ms "
-                      "(voice_idle_timeout)", peer->name,
-                      ngx_current_msec - peer->last_send);
-
-        ngx_voice_call_set_reason(call, "%s is not reading", peer->name);
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
-                           NGX_VOICE_WS_CLOSE_ERROR, "peer not reading");
         return NGX_ERROR;
     }
 
@@ -772,7 +826,10 @@ ngx_voice_call_finish(ngx_voice_call_t *call)
 }
 
 
-/* nginx terminated the request itself (shutdown, client abort) */
+/*
+ * nginx terminated the request itself: worker_shutdown_timeout (c->close)
+ * or a client abort.  Close frames go out as far as the sockets take them.
+ */
 static void
 ngx_voice_call_cleanup(void *data)
 {
@@ -786,21 +843,12 @@ ngx_voice_call_cleanup(void *data)
         ngx_voice_call_set_reason(call, call->request->connection->close
                                         ? "nginx is shutting down"
                                         : "request terminated");
-
-        /* worker_shutdown_timeout: nginx closes the request itself */
-
-        if (!call->twilio.eof) {
-            (void) ngx_voice_peer_close(&call->twilio,
-                                        NGX_VOICE_WS_CLOSE_GOING, NULL);
-            (void) ngx_voice_peer_flush(&call->twilio);
-        }
-
-        if (call->openai.open && !call->openai.eof) {
-            (void) ngx_voice_peer_close(&call->openai,
-                                        NGX_VOICE_WS_CLOSE_GOING, NULL);
-            (void) ngx_voice_peer_flush(&call->openai);
-        }
+        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
+                           NGX_VOICE_WS_CLOSE_GOING, NULL);
     }
+
+    (void) ngx_voice_call_flush(call, &call->twilio);
+    (void) ngx_voice_call_flush(call, &call->openai);
 
     ngx_voice_call_release(call);
 }
@@ -825,10 +873,6 @@ ngx_voice_call_release(ngx_voice_call_t *call)
 
     if (call->close_timer.timer_set) {
         ngx_del_timer(&call->close_timer);
-    }
-
-    if (call->start_timer.posted) {
-        ngx_delete_posted_event(&call->start_timer);
     }
 
     ngx_voice_call_log_end(call);

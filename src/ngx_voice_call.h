@@ -78,6 +78,8 @@ struct ngx_voice_peer_s {
     unsigned                     eof:1;
     unsigned                     ping_sent:1;
     unsigned                     failed:1;      /* protocol error */
+    unsigned                     throttled:1;   /* not read: backpressure */
+    unsigned                     skipping:1;    /* rest of a dropped event */
 };
 
 
@@ -275,6 +277,8 @@ void ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
     ngx_uint_t openai_code, const char *reason);
 void ngx_voice_call_peer_event(ngx_voice_peer_t *peer);
 void ngx_voice_call_peer_write(ngx_voice_peer_t *peer);
+ngx_int_t ngx_voice_call_flush(ngx_voice_call_t *call,
+    ngx_voice_peer_t *peer);
 void ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...);
 u_char *ngx_voice_call_scratch(ngx_voice_peer_t *peer, size_t len);
 

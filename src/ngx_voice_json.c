@@ -338,8 +338,6 @@ ngx_voice_json_close(ngx_voice_json_path_t *path)
 }
 
 
-
-
 ngx_int_t
 ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
     const char *k2, const char *k3)
@@ -367,6 +365,29 @@ ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
 
         if (path->key_len[i] != len
             || ngx_memcmp(path->key[i], keys[i - 1], len) != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Audio goes verbatim into fixed JSON templates: anything but base64
+ * there would let a peer write JSON of its choosing to the other one.
+ */
+ngx_int_t
+ngx_voice_json_is_base64(const u_char *s, size_t len)
+{
+    u_char  c;
+
+    while (len--) {
+        c = *s++;
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
         {
             return 0;
         }

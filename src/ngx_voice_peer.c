@@ -58,20 +58,41 @@ ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_voice_call_t *call,
 ngx_int_t
 ngx_voice_peer_read(ngx_voice_peer_t *peer)
 {
+    size_t             high;
     ssize_t            n;
     ngx_int_t          rc;
     ngx_buf_t         *b;
     ngx_connection_t  *c;
+    ngx_voice_call_t  *call;
+    ngx_voice_peer_t  *other;
 
     c = peer->connection;
     b = peer->in;
+    call = peer->call;
+
+    other = (peer == &call->twilio) ? &call->openai : &call->twilio;
+    high = call->conf->buffer_size / 2;
 
     for ( ;; ) {
 
-        if (peer->eof || peer->close_received || peer->failed
-            || peer->call->done)
+        if (peer->eof || peer->close_received || peer->failed || call->done)
         {
             return NGX_DONE;
+        }
+
+        /*
+         * Backpressure: what this side says goes to the other one; while
+         * the other has half its buffer waiting, this side is not read
+         * (its socket fills, TCP slows it down) until the other drains.
+         */
+
+        if (other->pending > high && !call->closing) {
+            (void) ngx_voice_call_flush(call, other);
+
+            if (other->pending > high) {
+                peer->throttled = 1;
+                return NGX_AGAIN;
+            }
         }
 
         b->pos = b->start;
@@ -196,10 +217,19 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
 static ngx_int_t
 ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
+    ngx_int_t  rc;
+
     switch (ev->opcode) {
 
     case NGX_VOICE_WS_PING:
-        if (ngx_voice_peer_frame(peer, NGX_VOICE_WS_PONG, ev->len) != NGX_OK
+        rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_PONG, ev->len);
+
+        if (rc == NGX_DECLINED) {
+            /* our close is out: no pong after it */
+            return NGX_OK;
+        }
+
+        if (rc != NGX_OK
             || ngx_voice_peer_append(peer, ev->data, ev->len) != NGX_OK)
         {
             ngx_voice_call_set_reason(peer->call, "%s is not reading",
@@ -371,12 +401,16 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
         return NGX_ERROR;
     }
 
-    if (peer->out && c->write->ready) {
+    /* TLS may hold bytes of ours in its own buffer (NGX_SSL_BUFFERED) */
 
-        /* with NGX_SSL_BUFFER, TLS sends its coalescing buffer on flush */
-        ln = (ngx_chain_t *) ((u_char *) peer->last_out
-                              - offsetof(ngx_chain_t, next));
-        ln->buf->flush = 1;
+    if ((peer->out || c->buffered) && c->write->ready) {
+
+        if (peer->out) {
+            /* with NGX_SSL_BUFFER, TLS sends its buffer on a flush */
+            ln = (ngx_chain_t *) ((u_char *) peer->last_out
+                                  - offsetof(ngx_chain_t, next));
+            ln->buf->flush = 1;
+        }
 
         cl = c->send_chain(c, peer->out, 0);
 
@@ -419,7 +453,7 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
         return NGX_ERROR;
     }
 
-    return peer->out ? NGX_AGAIN : NGX_OK;
+    return (peer->out || c->buffered) ? NGX_AGAIN : NGX_OK;
 }
 
 

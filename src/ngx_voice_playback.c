@@ -55,7 +55,17 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
 
     if (rc == NGX_OK) {
         item->sent += ngx_voice_base64_decoded_len(delta, len);
+    }
 
+    if (rc == NGX_OK && pb->nmarks == NGX_VOICE_MARKS) {
+        /*
+         * All marks are out: this audio goes without one, and the next
+         * mark, carrying the item's whole sent count, covers it too
+         */
+        return NGX_OK;
+    }
+
+    if (rc == NGX_OK) {
         pb->seq++;
         p = ngx_sprintf(name, "g%ui:m%ui", pb->generation, pb->seq);
 
@@ -74,12 +84,6 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
 
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
-    }
-
-    if (pb->nmarks == NGX_VOICE_MARKS) {
-        /* Twilio stopped echoing: forget the oldest */
-        pb->mark_head = (pb->mark_head + 1) % NGX_VOICE_MARKS;
-        pb->nmarks--;
     }
 
     mark = &pb->marks[(pb->mark_head + pb->nmarks) % NGX_VOICE_MARKS];

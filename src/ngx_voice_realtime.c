@@ -35,6 +35,7 @@ typedef struct {
 } ngx_voice_realtime_type_t;
 
 
+static ngx_int_t ngx_voice_realtime_json_init(ngx_voice_call_t *call);
 static ngx_int_t ngx_voice_realtime_data(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
 static ngx_int_t ngx_voice_realtime_fail(ngx_voice_call_t *call,
@@ -87,8 +88,15 @@ ngx_voice_realtime_init(ngx_voice_call_t *call)
         return NGX_ERROR;
     }
 
-    return ngx_voice_json_init(&peer->json, &ngx_voice_realtime_json, call,
-                               call->log);
+    return ngx_voice_realtime_json_init(call);
+}
+
+
+static ngx_int_t
+ngx_voice_realtime_json_init(ngx_voice_call_t *call)
+{
+    return ngx_voice_json_init(&call->openai.json, &ngx_voice_realtime_json,
+                               call, call->log);
 }
 
 
@@ -100,17 +108,53 @@ ngx_voice_realtime_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 
     call = peer->call;
 
-    /* only audio deltas are held; anything else streams through */
+    if (ev->first) {
+        /* the type seen so far is the previous event's */
+        call->oa.type = NGX_VOICE_OA_UNKNOWN;
+    }
 
-    if (call->oa.type == NGX_VOICE_OA_AUDIO_DELTA
-        && peer->parser.msg_len > call->conf->max_message_size)
-    {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                      "voice: OpenAI audio delta larger than "
-                      "voice_max_message_size %uz",
-                      call->conf->max_message_size);
-        return ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_TOO_BIG,
-                                       "message too big");
+    if (peer->skipping) {
+        if (!ev->last) {
+            return NGX_OK;
+        }
+
+        peer->skipping = 0;
+
+        return ngx_voice_realtime_dispatch(call);
+    }
+
+    if (peer->parser.msg_len > call->conf->max_message_size) {
+
+        /* audio deltas are held, and so limited */
+
+        if (call->oa.type == NGX_VOICE_OA_AUDIO_DELTA) {
+            ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                          "voice: OpenAI audio delta larger than "
+                          "voice_max_message_size %uz",
+                          call->conf->max_message_size);
+            return ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_TOO_BIG,
+                                           "message too big");
+        }
+
+        /*
+         * Anything else is dropped: past voice_max_message_size the rest
+         * of it is not even parsed (a long string would be buffered by
+         * yajl); a fresh handle takes the next event, as yajl 2.1 cannot
+         * reset one, and the fields already seen still count.
+         */
+
+        ngx_voice_json_free(&peer->json);
+
+        if (ngx_voice_realtime_json_init(call) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (!ev->last) {
+            peer->skipping = 1;
+            return NGX_OK;
+        }
+
+        return ngx_voice_realtime_dispatch(call);
     }
 
     rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
@@ -143,9 +187,6 @@ ngx_voice_realtime_fail(ngx_voice_call_t *call, ngx_uint_t code,
 }
 
 
-
-
-
 static int
 ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len)
@@ -171,6 +212,14 @@ ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
 
         if (oa->type != NGX_VOICE_OA_AUDIO_DELTA) {
             return 1;
+        }
+
+        if (!ngx_voice_json_is_base64(s, len)) {
+            ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                          "voice: OpenAI audio delta is not base64");
+            (void) ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                           "delta is not base64");
+            return 0;
         }
 
         if (oa->item_id.len && oa->response_id.len) {
@@ -219,7 +268,6 @@ ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
 }
 
 
-
 /* an event starts: forget the fields of the previous one */
 static void
 ngx_voice_realtime_begin(void *data)
@@ -228,9 +276,6 @@ ngx_voice_realtime_begin(void *data)
 
     ngx_memzero(&call->oa, offsetof(ngx_voice_realtime_msg_t, iid));
 }
-
-
-
 
 
 static ngx_int_t

@@ -118,8 +118,6 @@ ngx_voice_twilio_fail(ngx_voice_call_t *call, ngx_uint_t code,
 }
 
 
-
-
 static int
 ngx_voice_twilio_number(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len)
@@ -135,7 +133,6 @@ ngx_voice_twilio_number(void *data, ngx_voice_json_path_t *path,
 
     return 1;
 }
-
 
 
 static int
@@ -171,6 +168,14 @@ ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
         }
 
     } else if (ngx_voice_json_at(path, "media", "payload", NULL)) {
+
+        if (!ngx_voice_json_is_base64(s, len)) {
+            ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                          "voice: Twilio media payload is not base64");
+            (void) ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                         "payload is not base64");
+            return 0;
+        }
 
         if (tw->event == NGX_VOICE_TW_MEDIA) {
             /* the usual order: copied once, straight to OpenAI */
@@ -212,7 +217,6 @@ ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
 }
 
 
-
 /* a message starts: forget the fields of the previous one */
 static void
 ngx_voice_twilio_begin(void *data)
@@ -221,9 +225,6 @@ ngx_voice_twilio_begin(void *data)
 
     ngx_memzero(&call->tw, offsetof(ngx_voice_twilio_msg_t, sid));
 }
-
-
-
 
 
 /* a whole message has been parsed */

@@ -120,14 +120,14 @@ ngx_voice_upstream_start(ngx_voice_call_t *call)
 static void
 ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx)
 {
-    ngx_connection_t  *dc;
     ngx_voice_call_t  *call = ctx->data;
 
-    dc = call->request->connection;
+    size_t             len;
+    ngx_uint_t         i;
+    ngx_addr_t        *addrs;
+    ngx_connection_t  *dc;
 
-    size_t      len;
-    ngx_uint_t  i;
-    ngx_addr_t *addrs;
+    dc = call->request->connection;
 
     if (ctx->state) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
@@ -259,10 +259,9 @@ ngx_voice_upstream_connect(ngx_voice_call_t *call)
 static void
 ngx_voice_upstream_connect_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *dc;
     int                err;
     socklen_t          len;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *dc;
     ngx_voice_call_t  *call;
 
     c = ev->data;
@@ -536,10 +535,9 @@ ngx_voice_upstream_create_request(ngx_voice_call_t *call)
 static void
 ngx_voice_upstream_send_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *dc;
     ssize_t            n;
     ngx_buf_t         *b;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *dc;
     ngx_voice_call_t  *call;
 
     c = ev->data;
@@ -596,11 +594,10 @@ done:
 static void
 ngx_voice_upstream_read_handshake(ngx_event_t *ev)
 {
-    ngx_connection_t  *dc;
     u_char            *p, *end;
     ssize_t            n;
     ngx_buf_t         *b;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *dc;
     ngx_voice_call_t  *call;
 
     c = ev->data;
@@ -785,8 +782,7 @@ ngx_voice_upstream_header_is(u_char *line, u_char *end, const char *name,
 static void
 ngx_voice_upstream_open(ngx_voice_call_t *call, u_char *pos, u_char *last)
 {
-    ngx_connection_t  *dc;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *dc;
 
     dc = call->request->connection;
 
@@ -830,8 +826,7 @@ ngx_voice_upstream_open(ngx_voice_call_t *call, u_char *pos, u_char *last)
 static void
 ngx_voice_upstream_read_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *dc;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *dc;
     ngx_voice_call_t  *call;
 
     c = ev->data;
@@ -846,8 +841,7 @@ ngx_voice_upstream_read_handler(ngx_event_t *ev)
 static void
 ngx_voice_upstream_write_handler(ngx_event_t *ev)
 {
-    ngx_connection_t  *dc;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *dc;
     ngx_voice_call_t  *call;
 
     c = ev->data;
@@ -875,8 +869,9 @@ ngx_voice_upstream_write_idle(ngx_event_t *ev)
 static void
 ngx_voice_upstream_timeout(ngx_event_t *ev)
 {
-    ngx_connection_t  *dc;
     ngx_voice_call_t  *call = ev->data;
+
+    ngx_connection_t  *dc;
 
     dc = call->request->connection;
 

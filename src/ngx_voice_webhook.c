@@ -75,7 +75,9 @@ ngx_voice_webhook_handler(ngx_http_request_t *r)
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (r->headers_in.content_length_n > (off_t) clcf->client_body_buffer_size) {
+    if (r->headers_in.content_length_n
+        > (off_t) clcf->client_body_buffer_size)
+    {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: webhook body of %O bytes is larger than "
                       "client_body_buffer_size %uz",
