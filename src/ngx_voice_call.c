@@ -267,6 +267,15 @@ ngx_voice_call_after_io(ngx_voice_call_t *call)
         return;
     }
 
+    /* a leg lost while writing for the other one */
+
+    if (!call->closing && call->twilio.eof) {
+        ngx_voice_call_peer_closed(call, &call->twilio);
+
+    } else if (!call->closing && call->openai.open && call->openai.eof) {
+        ngx_voice_call_peer_closed(call, &call->openai);
+    }
+
     ngx_voice_call_resume(call, &call->twilio, &call->openai);
     ngx_voice_call_resume(call, &call->openai, &call->twilio);
 
@@ -299,7 +308,8 @@ ngx_voice_call_resume(ngx_voice_call_t *call, ngx_voice_peer_t *peer,
     ngx_voice_peer_t *other)
 {
     if (!peer->throttled
-        || (!call->closing && other->pending > call->conf->buffer_size / 2)
+        || (!call->closing && other->open && !other->eof
+            && other->pending > call->conf->buffer_size / 2)
         || peer->connection == NULL)
     {
         /* once the call ends, a paused side is read again for its close */
@@ -731,12 +741,13 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
 
     idle = call->conf->idle_timeout;
 
-    /* the caller's side is a client: its faults are logged at info */
+    /* the Twilio leg is our client: its faults are logged at info */
     level = peer->client ? NGX_LOG_ERR : NGX_LOG_INFO;
 
     if (peer->out
         && (ngx_current_msec - peer->last_send >= idle
-            || ngx_current_msec - peer->last_recv >= idle))
+            || (!peer->throttled
+                && ngx_current_msec - peer->last_recv >= idle)))
     {
         /* checked first: a peer that neither reads nor talks is stuck */
         ngx_log_error(level, call->log, 0,
@@ -746,6 +757,10 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
                       ngx_current_msec - peer->last_recv);
 
         ngx_voice_call_set_reason(call, "%s is not reading", peer->name);
+
+        /* what waits will not get through: the close frame goes first */
+        ngx_voice_peer_discard(peer);
+
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                            peer->client ? NGX_VOICE_WS_CLOSE_ERROR
                                         : NGX_VOICE_WS_CLOSE_NORMAL,

@@ -235,6 +235,7 @@ ngx_int_t ngx_voice_peer_text(ngx_voice_peer_t *peer, u_char *data,
 ngx_int_t ngx_voice_peer_close(ngx_voice_peer_t *peer, ngx_uint_t code,
     const char *reason);
 ngx_int_t ngx_voice_peer_ping(ngx_voice_peer_t *peer);
+void ngx_voice_peer_discard(ngx_voice_peer_t *peer);
 void ngx_voice_peer_free(ngx_voice_peer_t *peer);
 
 /* ngx_voice_upstream.c */

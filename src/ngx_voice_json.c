@@ -56,6 +56,10 @@ ngx_voice_json_init(ngx_voice_json_t *js,
 {
     yajl_alloc_funcs  funcs;
 
+    /* a replaced handle starts between messages, as a new one does */
+    ngx_memzero(&js->path, sizeof(ngx_voice_json_path_t));
+    js->values = 0;
+
     js->handler = handler;
     js->data = data;
     js->mem.log = log;

@@ -86,10 +86,15 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
          * (its socket fills, TCP slows it down) until the other drains.
          */
 
-        if (other->pending > high && !call->closing) {
-            (void) ngx_voice_call_flush(call, other);
+        if (other->pending > high && !call->closing
+            && other->open && !other->eof)
+        {
+            if (ngx_voice_call_flush(call, other) == NGX_ERROR) {
+                /* after_io() ends the call for the lost leg */
+                other->eof = 1;
+            }
 
-            if (other->pending > high) {
+            if (other->pending > high && !other->eof) {
                 peer->throttled = 1;
                 return NGX_AGAIN;
             }
@@ -454,6 +459,44 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
     }
 
     return (peer->out || c->buffered) ? NGX_AGAIN : NGX_OK;
+}
+
+
+/*
+ * Drops the frames not yet started on the wire: the first link may be
+ * partly sent, and is kept so the stream stays well framed.
+ */
+void
+ngx_voice_peer_discard(ngx_voice_peer_t *peer)
+{
+    size_t        pending;
+    ngx_chain_t  *cl, *ln;
+
+    cl = peer->out;
+
+    if (cl == NULL || cl->buf->pos != cl->buf->start) {
+        /* a frame is cut mid-way: nothing can be dropped safely */
+        return;
+    }
+
+    while (cl) {
+        ln = cl;
+        cl = cl->next;
+
+        ln->buf->pos = ln->buf->start;
+        ln->buf->last = ln->buf->start;
+        ln->buf->flush = 0;
+        ln->next = peer->free;
+        peer->free = ln;
+    }
+
+    pending = peer->pending;
+    peer->out = NULL;
+    peer->last_out = &peer->out;
+    peer->pending = 0;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, peer->call->log, 0,
+                   "voice: dropped %uz bytes for %s", pending, peer->name);
 }
 
 

@@ -59,10 +59,16 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
 
     if (rc == NGX_OK && pb->nmarks == NGX_VOICE_MARKS) {
         /*
-         * All marks are out: this audio goes without one, and the next
-         * mark, carrying the item's whole sent count, covers it too
+         * All marks are out: this audio goes without one of its own, and
+         * the newest mark, if it is this item's, now ends after it
          */
-        return NGX_OK;
+        mark = &pb->marks[(pb->mark_head + pb->nmarks - 1) % NGX_VOICE_MARKS];
+
+        if (mark->item == (ngx_uint_t) (item - pb->items)) {
+            mark->end = item->sent;
+        }
+
+        goto response;
     }
 
     if (rc == NGX_OK) {
@@ -91,6 +97,8 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
     mark->item = item - pb->items;
     mark->end = item->sent;
     pb->nmarks++;
+
+response:
 
     if (response_id->len <= NGX_VOICE_ID_MAX) {
         ngx_memcpy(pb->response, response_id->data, response_id->len);

@@ -877,3 +877,35 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
 [error]
 [warn]
+
+
+
+=== TEST 22: a dropped event larger than voice_max_message_size, then audio
+The relay stops parsing the big event and takes the next one with a fresh
+parser: the delta that follows still reaches Twilio.
+--- http_config
+voice_token_zone tokens:1m;
+voice_public_url https://voice.example.com;
+voice_twilio_auth_token 12345;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
+    voice_openai_api_key sk-test-key;
+    voice_ssl_trusted_certificate $TEST_NGINX_CA;
+}
+--- perl_check
+my $t = twilio_call(steps => [
+    { send => 'connected' }, { send => 'start' }, { send => 'media', count => 2 },
+    { ctl => [{ big => 200000 },
+              { sleep => 200 },
+              { deltas => { n => 1, bytes => 160 } }] },
+    { wait => { event => 'mark' } },
+    { send => 'stop' }, { wait_close => 3000 },
+]);
+my @m = tw_recv($t, 'media');
+is(scalar @m, 1, 'the delta after the dropped event reached Twilio');
+is($t->{close}{code}, 1000, 'closed normally') or diag explain $t->{close};
+--- no_error_log
+[error]

@@ -75,6 +75,11 @@ async function runCtl(ws, ctx, actions) {
       ctx.send(a.send);
     } else if (a.sleep !== undefined) {
       await sleep(+a.sleep);
+    } else if (a.big !== undefined) {
+      // an event the relay drops, larger than voice_max_message_size
+      ctx.send({ type: 'conversation.item.done',
+                 item: { type: 'function_call_output',
+                         output: 'x'.repeat(+a.big) } });
     } else if (a.deltas) {
       const d = a.deltas;
       for (let i = 0; i < (d.n || 1); i++) {
