@@ -607,26 +607,12 @@ ngx_int_t
 ngx_voice_call_caller_audio(ngx_voice_call_t *call, u_char *payload,
     size_t len)
 {
-    ngx_int_t  rc;
-
     if (!call->session_sent) {
         /* OpenAI would read audio sent before session.update as PCM16 */
         return ngx_voice_call_queue(call, payload, len);
     }
 
-    rc = ngx_voice_realtime_append(call, payload, len);
-
-    if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                      "voice: OpenAI is not reading, voice_buffer_size "
-                      "%uz reached", call->conf->buffer_size);
-        ngx_voice_call_set_reason(call, "OpenAI is not reading");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
-                           NGX_VOICE_WS_CLOSE_ERROR, NULL);
-        return NGX_ERROR;
-    }
-
-    return (rc == NGX_DECLINED) ? NGX_OK : rc;
+    return ngx_voice_realtime_append(call, payload, len);
 }
 
 

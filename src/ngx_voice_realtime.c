@@ -49,6 +49,8 @@ static void ngx_voice_realtime_copy(ngx_str_t *dst, u_char *buf,
     size_t size, const unsigned char *s, size_t len);
 static ngx_int_t ngx_voice_realtime_send(ngx_voice_call_t *call,
     u_char *data, size_t len);
+static ngx_int_t ngx_voice_realtime_sent(ngx_voice_call_t *call,
+    ngx_int_t rc);
 
 
 static ngx_voice_json_handler_t  ngx_voice_realtime_json = {
@@ -431,14 +433,14 @@ ngx_voice_realtime_append(ngx_voice_call_t *call, u_char *audio, size_t len)
 
     rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_TEXT,
                               sizeof(head) - 1 + len + sizeof(tail) - 1);
-    if (rc != NGX_OK) {
-        return rc;
+
+    if (rc == NGX_OK) {
+        (void) ngx_voice_peer_append(peer, (u_char *) head, sizeof(head) - 1);
+        (void) ngx_voice_peer_append(peer, audio, len);
+        rc = ngx_voice_peer_append(peer, (u_char *) tail, sizeof(tail) - 1);
     }
 
-    (void) ngx_voice_peer_append(peer, (u_char *) head, sizeof(head) - 1);
-    (void) ngx_voice_peer_append(peer, audio, len);
-
-    return ngx_voice_peer_append(peer, (u_char *) tail, sizeof(tail) - 1);
+    return ngx_voice_realtime_sent(call, rc);
 }
 
 
@@ -538,10 +540,16 @@ ngx_voice_realtime_response_create(ngx_voice_call_t *call)
 static ngx_int_t
 ngx_voice_realtime_send(ngx_voice_call_t *call, u_char *data, size_t len)
 {
-    ngx_int_t  rc;
+    return ngx_voice_realtime_sent(call,
+                                   ngx_voice_peer_text(&call->openai, data,
+                                                       len));
+}
 
-    rc = ngx_voice_peer_text(&call->openai, data, len);
 
+/* what a write to OpenAI came to, for the callers */
+static ngx_int_t
+ngx_voice_realtime_sent(ngx_voice_call_t *call, ngx_int_t rc)
+{
     if (rc == NGX_BUSY) {
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: OpenAI is not reading, voice_buffer_size "
@@ -552,5 +560,6 @@ ngx_voice_realtime_send(ngx_voice_call_t *call, u_char *data, size_t len)
         return NGX_ERROR;
     }
 
+    /* NGX_DECLINED: our close is out, nothing more goes */
     return (rc == NGX_DECLINED) ? NGX_OK : rc;
 }
