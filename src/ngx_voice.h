@@ -149,5 +149,8 @@ ngx_int_t ngx_voice_add_variables(ngx_conf_t *cf);
  */
 ngx_str_t *ngx_voice_loggable_sid(ngx_str_t *sid);
 
+/* replaces control characters of peer text in place, for the log */
+void ngx_voice_log_safe(u_char *p, size_t len);
+
 
 #endif /* _NGX_VOICE_H_INCLUDED_ */

@@ -32,6 +32,7 @@ static ngx_int_t ngx_voice_call_side_done(ngx_voice_peer_t *peer);
 static void ngx_voice_call_send_session(ngx_voice_call_t *call);
 static ngx_int_t ngx_voice_call_queue(ngx_voice_call_t *call,
     u_char *payload, size_t len);
+static void ngx_voice_call_queue_drop(ngx_voice_call_t *call);
 static void ngx_voice_call_start_timeout(ngx_event_t *ev);
 static void ngx_voice_call_tick(ngx_event_t *ev);
 static ngx_int_t ngx_voice_call_check_peer(ngx_voice_call_t *call,
@@ -600,6 +601,7 @@ ngx_voice_call_send_session(ngx_voice_call_t *call)
 
     q->pos = q->start;
     q->last = q->start;
+    call->queued_bytes = 0;
 }
 
 
@@ -617,16 +619,16 @@ ngx_voice_call_caller_audio(ngx_voice_call_t *call, u_char *payload,
 
 
 /*
- * Keeps up to 2 s of caller audio (8 bytes a millisecond, as base64 4
- * characters for 3 bytes) as length-prefixed entries; beyond that the
- * oldest entries are dropped and counted.
+ * Keeps up to 2 s of caller audio as length-prefixed entries; beyond that
+ * the oldest entries are dropped and counted.
  */
 static ngx_int_t
 ngx_voice_call_queue(ngx_voice_call_t *call, u_char *payload, size_t len)
 {
-    size_t      max, entry, audio;
+    size_t      max;
     ngx_buf_t  *q;
 
+    /* 8 bytes a millisecond, as base64: 4 characters for 3 bytes */
     max = NGX_VOICE_QUEUE_MS * 8 / 3 * 4;
 
     if (len > max || len > 0xffff) {
@@ -643,22 +645,25 @@ ngx_voice_call_queue(ngx_voice_call_t *call, u_char *payload, size_t len)
     }
 
     q = call->queue;
-    audio = q->last - q->pos;
 
-    while (q->pos < q->last
-           && (audio + len > max
-               || (size_t) (q->end - q->last) < len + 2))
-    {
-        entry = 2 + (((size_t) q->pos[0] << 8) | q->pos[1]);
+    /* the oldest audio goes once 2 s of it are queued */
 
-        q->pos += entry;
-        audio -= entry;
-        call->queue_dropped++;
+    while (q->pos < q->last && call->queued_bytes + len > max) {
+        ngx_voice_call_queue_drop(call);
+    }
 
-        if ((size_t) (q->end - q->last) < len + 2) {
-            q->last = ngx_movemem(q->start, q->pos, q->last - q->pos);
-            q->pos = q->start;
-        }
+    if ((size_t) (q->end - q->last) < len + 2) {
+        /* the free room is at the front: move what is kept there */
+        q->last = ngx_movemem(q->start, q->pos, q->last - q->pos);
+        q->pos = q->start;
+    }
+
+    /* many tiny payloads: their length prefixes fill the buffer */
+
+    while (q->pos < q->last && (size_t) (q->end - q->last) < len + 2) {
+        ngx_voice_call_queue_drop(call);
+        q->last = ngx_movemem(q->start, q->pos, q->last - q->pos);
+        q->pos = q->start;
     }
 
     if (q->pos == q->last) {
@@ -666,11 +671,29 @@ ngx_voice_call_queue(ngx_voice_call_t *call, u_char *payload, size_t len)
         q->last = q->start;
     }
 
+    call->queued_bytes += len;
+
     *q->last++ = (u_char) (len >> 8);
     *q->last++ = (u_char) len;
     q->last = ngx_cpymem(q->last, payload, len);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_voice_call_queue_drop(ngx_voice_call_t *call)
+{
+    size_t      len;
+    ngx_buf_t  *q;
+
+    q = call->queue;
+
+    len = ((size_t) q->pos[0] << 8) | q->pos[1];
+
+    q->pos += 2 + len;
+    call->queued_bytes -= len;
+    call->queue_dropped++;
 }
 
 

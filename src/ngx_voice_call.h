@@ -182,7 +182,7 @@ struct ngx_voice_call_s {
 
     /* caller audio that arrived before session.update was sent */
     ngx_buf_t                   *queue;
-    size_t                       queued_bytes;   /* of audio */
+    size_t                       queued_bytes;   /* of base64 audio */
     ngx_uint_t                   queue_dropped;
 
     ngx_msec_t                   accepted;

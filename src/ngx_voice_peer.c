@@ -255,6 +255,9 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         peer->close_received = 1;
         peer->peer_close_code = ev->code;
 
+        /* the reason is the peer's: it is logged as text, and only once */
+        ngx_voice_log_safe(ev->data, ev->len);
+
         ngx_log_error(NGX_LOG_INFO, peer->call->log, 0,
                       "voice: %s closed the WebSocket with %ui \"%*s\"",
                       peer->name, ev->code, ngx_min(ev->len, 64), ev->data);

@@ -343,6 +343,9 @@ ngx_voice_realtime_dispatch(void *data)
         return NGX_OK;
 
     case NGX_VOICE_OA_ERROR:
+        ngx_voice_log_safe(oa->code.data, oa->code.len);
+        ngx_voice_log_safe(oa->message.data, oa->message.len);
+
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "voice: OpenAI error \"%V\": %V",
                       &oa->code, &oa->message);

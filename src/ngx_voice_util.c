@@ -78,3 +78,15 @@ ngx_voice_loggable_sid(ngx_str_t *sid)
 {
     return ngx_voice_call_sid_is_valid(sid) ? sid : &ngx_voice_sid_none;
 }
+
+
+/* peer text for a log line: control characters would forge new lines */
+void
+ngx_voice_log_safe(u_char *p, size_t len)
+{
+    for ( /* void */ ; len; len--, p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+}
