@@ -225,6 +225,8 @@ ngx_int_t ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_voice_call_t *call,
 ngx_int_t ngx_voice_peer_read(ngx_voice_peer_t *peer);
 ngx_int_t ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos,
     u_char *last);
+ngx_int_t ngx_voice_peer_json(ngx_voice_peer_t *peer,
+    ngx_voice_ws_event_t *ev);
 ngx_int_t ngx_voice_peer_flush(ngx_voice_peer_t *peer);
 ngx_int_t ngx_voice_peer_frame(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     size_t len);

@@ -219,6 +219,27 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
 }
 
 
+/*
+ * Feeds a piece of a message to the peer's JSON parser.  NGX_OK; NGX_ERROR
+ * when a handler ended the call; NGX_DECLINED when it is not one JSON
+ * object, which the side reports in its own terms.
+ */
+ngx_int_t
+ngx_voice_peer_json(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
+                             ev->last);
+
+    if (peer->call->closing || peer->call->done) {
+        return NGX_ERROR;
+    }
+
+    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+}
+
+
 static ngx_int_t
 ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {

@@ -159,23 +159,17 @@ ngx_voice_realtime_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         return ngx_voice_realtime_dispatch(call);
     }
 
-    rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
-                             ev->last);
+    rc = ngx_voice_peer_json(peer, ev);
 
-    if (call->closing || call->done) {
-        /* a handler ended the call */
-        return NGX_ERROR;
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                      "voice: OpenAI sent a message that is not one "
-                      "JSON object");
-        return ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
-                                       "invalid JSON");
-    }
-
-    return NGX_OK;
+    ngx_log_error(NGX_LOG_ERR, call->log, 0,
+                  "voice: OpenAI sent a message that is not one "
+                  "JSON object");
+    return ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                   "invalid JSON");
 }
 
 

@@ -88,23 +88,17 @@ ngx_voice_twilio_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
                                      "message too big");
     }
 
-    rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
-                             ev->last);
+    rc = ngx_voice_peer_json(peer, ev);
 
-    if (call->closing || call->done) {
-        /* a handler ended the call */
-        return NGX_ERROR;
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "voice: Twilio sent a message that is not JSON, "
-                      "or not one JSON object");
-        return ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
-                                     "invalid JSON");
-    }
-
-    return NGX_OK;
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "voice: Twilio sent a message that is not JSON, "
+                  "or not one JSON object");
+    return ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                 "invalid JSON");
 }
 
 
