@@ -30,6 +30,7 @@ static void ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx);
 static void ngx_voice_upstream_connect(ngx_voice_call_t *call);
 static void ngx_voice_upstream_connect_handler(ngx_event_t *ev);
 static void ngx_voice_upstream_next(ngx_voice_call_t *call);
+static void ngx_voice_upstream_drop(ngx_voice_call_t *call);
 static void ngx_voice_upstream_ssl_init(ngx_voice_call_t *call);
 static void ngx_voice_upstream_ssl_handshake(ngx_connection_t *c);
 static ngx_int_t ngx_voice_upstream_verify(ngx_voice_call_t *call,
@@ -293,8 +294,29 @@ ngx_voice_upstream_connect_handler(ngx_event_t *ev)
 static void
 ngx_voice_upstream_next(ngx_voice_call_t *call)
 {
-    if (call->pc.connection) {
-        ngx_close_connection(call->pc.connection);
+    ngx_voice_upstream_drop(call);
+
+    call->addr++;
+
+    ngx_voice_upstream_connect(call);
+}
+
+
+/* the connection of one attempt, with its TLS state and pool */
+static void
+ngx_voice_upstream_drop(ngx_voice_call_t *call)
+{
+    ngx_connection_t  *c;
+
+    c = call->pc.connection;
+
+    if (c) {
+        if (c->ssl) {
+            c->ssl->no_wait_shutdown = 1;
+            (void) ngx_ssl_shutdown(c);
+        }
+
+        ngx_close_connection(c);
         call->pc.connection = NULL;
     }
 
@@ -302,10 +324,6 @@ ngx_voice_upstream_next(ngx_voice_call_t *call)
         ngx_destroy_pool(call->upstream_pool);
         call->upstream_pool = NULL;
     }
-
-    call->addr++;
-
-    ngx_voice_upstream_connect(call);
 }
 
 
@@ -382,6 +400,13 @@ ngx_voice_upstream_ssl_handshake(ngx_connection_t *c)
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: TLS handshake with OpenAI at %V failed",
                       call->pc.name);
+
+        if (call->addr + 1 < call->naddrs) {
+            /* another address may answer: the connect timer still runs */
+            ngx_voice_upstream_next(call);
+            goto done;
+        }
+
         ngx_voice_upstream_fail(call, "TLS handshake failed");
         goto done;
     }
@@ -908,8 +933,6 @@ ngx_voice_upstream_done(ngx_connection_t *dc)
 void
 ngx_voice_upstream_close(ngx_voice_call_t *call)
 {
-    ngx_connection_t  *c;
-
     if (call->resolve) {
         ngx_resolve_name_done(call->resolve);
         call->resolve = NULL;
@@ -919,23 +942,8 @@ ngx_voice_upstream_close(ngx_voice_call_t *call)
         ngx_del_timer(&call->connect_timer);
     }
 
-    c = call->pc.connection;
-
-    if (c) {
-        if (c->ssl) {
-            c->ssl->no_wait_shutdown = 1;
-            (void) ngx_ssl_shutdown(c);
-        }
-
-        ngx_close_connection(c);
-        call->pc.connection = NULL;
-    }
+    ngx_voice_upstream_drop(call);
 
     call->openai.connection = NULL;
     call->openai.eof = 1;
-
-    if (call->upstream_pool) {
-        ngx_destroy_pool(call->upstream_pool);
-        call->upstream_pool = NULL;
-    }
 }
