@@ -120,6 +120,8 @@ ngx_int_t ngx_voice_webhook_handler(ngx_http_request_t *r);
 /* the first request header called "name", case-insensitively */
 ngx_table_elt_t *ngx_voice_find_header(ngx_http_request_t *r,
     ngx_str_t *name);
+ngx_table_elt_t *ngx_voice_header_with_token(ngx_http_request_t *r,
+    ngx_str_t *name, const char *token);
 
 ngx_int_t ngx_voice_media_stream_handler(ngx_http_request_t *r);
 

@@ -28,7 +28,6 @@
 static ngx_int_t ngx_voice_media_redact(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_check_request(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_key_valid(ngx_str_t *key);
-static ngx_int_t ngx_voice_media_connection_upgrade(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_check_signature(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf);
 static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
@@ -36,8 +35,6 @@ static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
 static void ngx_voice_media_token_handler(ngx_voice_token_op_t *op);
 static ngx_int_t ngx_voice_media_token_result(ngx_http_request_t *r,
     ngx_voice_token_op_t *op);
-static ngx_int_t ngx_voice_media_has_token(ngx_str_t *value,
-    const char *token);
 static ngx_int_t ngx_voice_media_upgrade_required(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_accept(ngx_http_request_t *r,
     ngx_voice_token_op_t *op);
@@ -46,6 +43,7 @@ static ngx_int_t ngx_voice_media_add_header(ngx_http_request_t *r,
 
 
 static ngx_str_t  ngx_voice_upgrade = ngx_string("Upgrade");
+static ngx_str_t  ngx_voice_connection = ngx_string("Connection");
 static ngx_str_t  ngx_voice_ws_key = ngx_string("Sec-WebSocket-Key");
 static ngx_str_t  ngx_voice_ws_version = ngx_string("Sec-WebSocket-Version");
 static ngx_str_t  ngx_voice_twilio_signature =
@@ -159,7 +157,8 @@ ngx_voice_media_check_request(ngx_http_request_t *r)
         || h->value.len != sizeof("websocket") - 1
         || ngx_strncasecmp(h->value.data, (u_char *) "websocket",
                            sizeof("websocket") - 1) != 0
-        || !ngx_voice_media_connection_upgrade(r))
+        || ngx_voice_header_with_token(r, &ngx_voice_connection, "upgrade")
+           == NULL)
     {
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "voice: media stream request is not a WebSocket "
@@ -419,79 +418,6 @@ ngx_voice_media_key_valid(ngx_str_t *key)
     }
 
     return decoded.len == 16;
-}
-
-
-/* any Connection header line lists the "upgrade" token */
-static ngx_int_t
-ngx_voice_media_connection_upgrade(ngx_http_request_t *r)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return 0;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Connection") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Connection",
-                               sizeof("Connection") - 1) == 0
-            && ngx_voice_media_has_token(&h[i].value, "upgrade"))
-        {
-            return 1;
-        }
-    }
-}
-
-
-/* a comma-separated header value contains "token" (case-insensitive) */
-static ngx_int_t
-ngx_voice_media_has_token(ngx_str_t *value, const char *token)
-{
-    u_char  *p, *end, *start, *last;
-    size_t   len;
-
-    len = ngx_strlen(token);
-    p = value->data;
-    end = value->data + value->len;
-
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
-            p++;
-        }
-
-        start = p;
-
-        while (p < end && *p != ',') {
-            p++;
-        }
-
-        last = p;
-
-        while (last > start && (last[-1] == ' ' || last[-1] == '\t')) {
-            last--;
-        }
-
-        if ((size_t) (last - start) == len
-            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 

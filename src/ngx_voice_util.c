@@ -13,6 +13,7 @@
 
 
 static ngx_int_t ngx_voice_call_sid_is_valid(ngx_str_t *sid);
+static ngx_int_t ngx_voice_has_token(ngx_str_t *value, const char *token);
 
 
 static ngx_str_t  ngx_voice_sid_none = ngx_string("-");
@@ -45,6 +46,19 @@ ngx_voice_call_sid_is_valid(ngx_str_t *sid)
 ngx_table_elt_t *
 ngx_voice_find_header(ngx_http_request_t *r, ngx_str_t *name)
 {
+    return ngx_voice_header_with_token(r, name, NULL);
+}
+
+
+/*
+ * The first request header line called "name" (case-insensitively) whose
+ * comma-separated value lists "token", or any such line when "token" is
+ * NULL: a header may come in several lines (RFC 9110 5.3).
+ */
+ngx_table_elt_t *
+ngx_voice_header_with_token(ngx_http_request_t *r, ngx_str_t *name,
+    const char *token)
+{
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
@@ -65,11 +79,51 @@ ngx_voice_find_header(ngx_http_request_t *r, ngx_str_t *name)
         }
 
         if (h[i].key.len == name->len
-            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0
+            && (token == NULL || ngx_voice_has_token(&h[i].value, token)))
         {
             return &h[i];
         }
     }
+}
+
+
+/* a comma-separated header value contains "token" (case-insensitive) */
+static ngx_int_t
+ngx_voice_has_token(ngx_str_t *value, const char *token)
+{
+    u_char  *p, *end, *start, *last;
+    size_t   len;
+
+    len = ngx_strlen(token);
+    p = value->data;
+    end = value->data + value->len;
+
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p != ',') {
+            p++;
+        }
+
+        last = p;
+
+        while (last > start && (last[-1] == ' ' || last[-1] == '\t')) {
+            last--;
+        }
+
+        if ((size_t) (last - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
