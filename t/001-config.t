@@ -858,8 +858,7 @@ file-secret-2d8e4b6a0c
 
 === TEST 53: voice_public_url, auth token and voice_say given at http level
 # Inheritance: http -> server -> location; an inner list replaces the outer
-# one (as add_header does); a role given at server level serves every
-# location that has no content handler of its own.
+# one (as add_header does).
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token http-level-secret-3e5a;
@@ -958,14 +957,13 @@ voice: caller is not in voice_allow_callers
 
 
 
-=== TEST 56: voice_incoming_call at server level serves locations without a handler of their own
+=== TEST 56: each location has its own content handler; the others are untouched
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
 voice_public_url https://voice.example.com;
 --- config
-voice_incoming_call;
-location /calls/ { }
+location /calls/ { voice_incoming_call; }
 location = /status { stub_status; }
 location = /media-stream { voice_media_stream; }
 --- request eval
