@@ -1,6 +1,9 @@
 
 /*
  * Copyright (C) ngx_voice authors
+ *
+ * Streaming JSON with yajl's event parser: where in a message the parser
+ * is, and yajl's allocator routed to per-call accounting.
  */
 
 
@@ -59,6 +62,7 @@ ngx_voice_json_init(ngx_voice_json_t *js,
     /* a replaced handle starts between messages, as a new one does */
     ngx_memzero(&js->path, sizeof(ngx_voice_json_path_t));
     js->values = 0;
+    js->stopped = 0;
 
     js->handler = handler;
     js->data = data;
@@ -102,7 +106,7 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
 
     st = yajl_parse(js->handle, data, len);
 
-    if (st == yajl_status_client_canceled) {
+    if (st == yajl_status_client_canceled && js->stopped) {
         return NGX_ABORT;
     }
 
@@ -146,7 +150,10 @@ ngx_voice_json_number(void *ctx, const char *s, size_t len)
         return 1;
     }
 
-    return js->handler->number(js->data, &js->path, (const u_char *) s, len);
+    js->stopped = !js->handler->number(js->data, &js->path,
+                                       (const u_char *) s, len);
+
+    return !js->stopped;
 }
 
 
@@ -159,7 +166,9 @@ ngx_voice_json_string(void *ctx, const unsigned char *s, size_t len)
         return 0;
     }
 
-    return js->handler->string(js->data, &js->path, s, len);
+    js->stopped = !js->handler->string(js->data, &js->path, s, len);
+
+    return !js->stopped;
 }
 
 
@@ -217,7 +226,9 @@ ngx_voice_json_end_map(void *ctx)
 
     js->values++;
 
-    return js->handler->end(js->data) == NGX_OK;
+    js->stopped = (js->handler->end(js->data) != NGX_OK);
+
+    return !js->stopped;
 }
 
 
@@ -401,24 +412,6 @@ ngx_voice_json_is_base64(const u_char *s, size_t len)
 }
 
 
-size_t
-ngx_voice_json_escaped_len(u_char *src, size_t len)
-{
-    size_t  n;
-
-    for (n = len; len; len--, src++) {
-        if (*src == '"' || *src == '\\') {
-            n++;
-
-        } else if (*src < 0x20) {
-            n += sizeof("\\u00XX") - 2;
-        }
-    }
-
-    return n;
-}
-
-
 u_char *
 ngx_voice_json_escape(u_char *dst, u_char *src, size_t len)
 {
@@ -440,4 +433,45 @@ ngx_voice_json_escape(u_char *dst, u_char *src, size_t len)
     }
 
     return dst;
+}
+
+
+void
+ngx_voice_json_copy(ngx_str_t *dst, u_char *buf, size_t size,
+    const u_char *s, size_t len)
+{
+    if (len > size) {
+        dst->len = 0;
+        return;
+    }
+
+    ngx_memcpy(buf, s, len);
+    dst->data = buf;
+    dst->len = len;
+}
+
+
+ngx_int_t
+ngx_voice_json_scratch(u_char **buf, ngx_pool_t *pool, size_t max,
+    size_t len, ngx_log_t *log, const char *who)
+{
+    if (len > max) {
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "voice: a %s string of %uz bytes is longer than "
+                      "voice_max_message_size %uz", who, len, max);
+        return NGX_DECLINED;
+    }
+
+    if (*buf == NULL) {
+        *buf = ngx_pnalloc(pool, max);
+
+        if (*buf == NULL) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "voice: no memory for a %s string of %uz bytes",
+                          who, len);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }

@@ -57,6 +57,7 @@ typedef struct {
     ngx_voice_json_path_t            path;
     ngx_voice_json_mem_t             mem;
     ngx_uint_t                       values;   /* in this message */
+    ngx_uint_t                       stopped;  /* by a handler */
     const ngx_voice_json_handler_t  *handler;
     void                            *data;
 } ngx_voice_json_t;
@@ -68,7 +69,8 @@ void ngx_voice_json_free(ngx_voice_json_t *js);
 
 /*
  * Feeds a piece of a message.  NGX_OK; NGX_DECLINED: not JSON, or (with
- * "last") not exactly one object; NGX_ABORT: a handler stopped it.
+ * "last") not exactly one object; NGX_ABORT: a handler stopped it (and
+ * no more of this stream is parsed).
  */
 ngx_int_t ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data,
     size_t len, ngx_uint_t first, ngx_uint_t last);
@@ -83,8 +85,20 @@ ngx_int_t ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
 ngx_int_t ngx_voice_json_is_base64(const u_char *s, size_t len);
 
 /* JSON string escaping for the few strings put into fixed templates */
-size_t ngx_voice_json_escaped_len(u_char *src, size_t len);
 u_char *ngx_voice_json_escape(u_char *dst, u_char *src, size_t len);
+
+/* a bounded copy of a value; one too long for "buf" is kept empty */
+void ngx_voice_json_copy(ngx_str_t *dst, u_char *buf, size_t size,
+    const u_char *s, size_t len);
+
+/*
+ * The buffer of a string that must wait for the end of its message (the
+ * field that says what to do with it comes after it), allocated on first
+ * need and holding up to "max".  NGX_OK; NGX_DECLINED: longer than "max";
+ * NGX_ERROR: no memory.  Either failure is logged, naming "who".
+ */
+ngx_int_t ngx_voice_json_scratch(u_char **buf, ngx_pool_t *pool, size_t max,
+    size_t len, ngx_log_t *log, const char *who);
 
 
 #endif /* _NGX_VOICE_JSON_H_INCLUDED_ */

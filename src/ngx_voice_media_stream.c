@@ -14,12 +14,14 @@
 #include <ngx_http.h>
 #include <ngx_sha1.h>
 #include "ngx_voice.h"
+#include "ngx_voice_call.h"
+#include "ngx_voice_media_stream.h"
 #include "ngx_voice_signature.h"
 #include "ngx_voice_token.h"
+#include "ngx_voice_util.h"
 
 
 #define NGX_VOICE_WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define NGX_VOICE_WS_KEY_LEN  24
 
 /* nginx has no stock page for 426, so the answer is made here */
 #define NGX_VOICE_UPGRADE_REQUIRED  426
@@ -230,11 +232,11 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
     u_char           *p;
     size_t            len, plen;
     ngx_int_t         rc;
-    ngx_str_t         urls[4], *path;
+    ngx_str_t         urls[4], *path, *host;
     ngx_uint_t        i, port, slash;
     ngx_table_elt_t  *h;
 
-    if (!vlcf->signature) {
+    if (!vlcf->signature.enabled) {
         return NGX_OK;
     }
 
@@ -254,7 +256,8 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
         plen--;
     }
 
-    len = sizeof("wss://:443/") - 1 + vlcf->sig_host.len + plen;
+    host = &vlcf->signature.stream_sig_host;
+    len = sizeof("wss://:443/") - 1 + host->len + plen;
 
     for (i = 0; i < 4; i++) {
         port = i & 1;
@@ -267,7 +270,7 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
 
         urls[i].data = p;
         p = ngx_cpymem(p, "wss://", 6);
-        p = ngx_cpymem(p, vlcf->sig_host.data, vlcf->sig_host.len);
+        p = ngx_cpymem(p, host->data, host->len);
 
         if (port) {
             p = ngx_cpymem(p, ":443", 4);
@@ -282,8 +285,8 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
         urls[i].len = p - urls[i].data;
     }
 
-    rc = ngx_voice_signature_check(r->pool, &vlcf->auth_token, urls, 4, NULL,
-                                   &h->value);
+    rc = ngx_voice_signature_check(r->pool, &vlcf->signature.auth_token,
+                                   urls, 4, NULL, &h->value);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

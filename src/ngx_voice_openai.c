@@ -11,36 +11,133 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_voice.h"
+#include "ngx_voice_openai.h"
 
 
+#define NGX_VOICE_OPENAI_DEFAULT_URL                                         \
+    "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+
+
+static ngx_int_t ngx_voice_openai_parse_url(ngx_conf_t *cf,
+    ngx_voice_openai_conf_t *conf, ngx_str_t *url);
 static ngx_int_t ngx_voice_openai_addrs(ngx_conf_t *cf,
-    ngx_voice_loc_conf_t *conf, ngx_url_t *u);
+    ngx_voice_openai_conf_t *conf);
 static ngx_int_t ngx_voice_openai_is_ip(ngx_conf_t *cf, ngx_str_t *host,
     ngx_addr_t *addr);
-static char *ngx_voice_openai_ssl(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_openai_ssl(ngx_conf_t *cf,
+    ngx_voice_openai_conf_t *conf);
+static ngx_int_t ngx_voice_openai_ssl_name(ngx_conf_t *cf,
+    ngx_voice_openai_conf_t *conf);
+
+
+void
+ngx_voice_openai_create_conf(ngx_voice_openai_conf_t *conf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->url = { 0, NULL };
+     *     conf->api_key = { 0, NULL };
+     *     conf->ssl_trusted_certificate = { 0, NULL };
+     *     conf->ssl_name = { 0, NULL };
+     *     conf->addrs = NULL;
+     *     conf->ssl = NULL;
+     */
+
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->ssl_verify = NGX_CONF_UNSET;
+    conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
+    conf->ssl_session_reuse = NGX_CONF_UNSET;
+}
 
 
 char *
-ngx_voice_openai_merge(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+ngx_voice_openai_merge_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *prev,
+    ngx_voice_openai_conf_t *conf)
+{
+    ngx_str_t  url;
+
+    if (conf->url.data == NULL) {
+        if (prev->url.data == NULL) {
+            /* the default, parsed once at the outermost level */
+            ngx_str_set(&url, NGX_VOICE_OPENAI_DEFAULT_URL);
+
+            if (ngx_voice_openai_parse_url(cf, prev, &url) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        conf->url = prev->url;
+        conf->url_file = prev->url_file;
+        conf->url_line = prev->url_line;
+        conf->host = prev->host;
+        conf->host_header = prev->host_header;
+        conf->uri = prev->uri;
+        conf->port = prev->port;
+    }
+
+    ngx_conf_merge_str_value(conf->api_key, prev->api_key, "");
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              10000);
+    ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);
+    ngx_conf_merge_uint_value(conf->ssl_verify_depth,
+                              prev->ssl_verify_depth, 4);
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate, "");
+    ngx_conf_merge_str_value(conf->ssl_name, prev->ssl_name, "");
+    ngx_conf_merge_value(conf->ssl_session_reuse, prev->ssl_session_reuse, 1);
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_voice_openai_set_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_voice_openai_conf_t  *ocf;
+
+    ngx_str_t  *value;
+
+    ocf = (ngx_voice_openai_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (ocf->url.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_voice_openai_parse_url(cf, ocf, &value[1]) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* what needs the merged configuration reports at this line */
+    ocf->url_file = cf->conf_file->file.name.data;
+    ocf->url_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
+    ngx_str_t *url)
 {
     u_char     *p;
     ngx_url_t   u;
 
-    if (conf->openai_url.len < sizeof("wss://") - 1 + 1
-        || ngx_strncasecmp(conf->openai_url.data, (u_char *) "wss://", 6)
-           != 0)
+    if (url->len < sizeof("wss://") - 1 + 1
+        || ngx_strncasecmp(url->data, (u_char *) "wss://", 6) != 0)
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\": "
-                           "wss:// URL expected", &conf->openai_url);
-        return NGX_CONF_ERROR;
+                           "wss:// URL expected", url);
+        return NGX_ERROR;
     }
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
-    u.url.data = conf->openai_url.data + 6;
-    u.url.len = conf->openai_url.len - 6;
+    u.url.data = url->data + 6;
+    u.url.len = url->len - 6;
     u.default_port = 443;
     u.uri_part = 1;
     u.no_resolve = 1;
@@ -48,41 +145,47 @@ ngx_voice_openai_merge(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.host.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\"%s%s",
-                           &conf->openai_url, u.err ? ": " : "",
-                           u.err ? u.err : "");
-        return NGX_CONF_ERROR;
+                           url, u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_ERROR;
     }
 
-    conf->openai_host = u.host;
-    conf->openai_port = u.port;
+    conf->url = *url;
+    conf->host = u.host;
+    conf->port = u.port;
 
     if (u.uri.len == 0) {
-        ngx_str_set(&conf->openai_uri, "/");
+        ngx_str_set(&conf->uri, "/");
 
     } else {
-        conf->openai_uri = u.uri;
+        conf->uri = u.uri;
     }
 
     if (u.port == 443) {
-        conf->openai_host_header = u.host;
-
-    } else {
-        p = ngx_pnalloc(cf->pool, u.host.len + sizeof(":65535"));
-        if (p == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        conf->openai_host_header.data = p;
-        conf->openai_host_header.len = ngx_sprintf(p, "%V:%d", &u.host,
-                                                   (int) u.port)
-                                       - p;
+        conf->host_header = u.host;
+        return NGX_OK;
     }
 
-    if (ngx_voice_openai_addrs(cf, conf, &u) != NGX_OK) {
+    p = ngx_pnalloc(cf->pool, u.host.len + sizeof(":65535"));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->host_header.data = p;
+    conf->host_header.len = ngx_sprintf(p, "%V:%d", &u.host, (int) u.port)
+                            - p;
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_voice_openai_init_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
+{
+    if (ngx_voice_openai_addrs(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    if (conf->openai_key.len == 0) {
+    if (conf->api_key.len == 0) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "\"voice_openai_api_key\" is not set: "
                            "media streams will be closed with 1011");
@@ -93,8 +196,7 @@ ngx_voice_openai_merge(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 
 
 static ngx_int_t
-ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf,
-    ngx_url_t *u)
+ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
 {
     ngx_url_t                  ru;
     ngx_addr_t                *addr;
@@ -105,8 +207,8 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf,
         return NGX_ERROR;
     }
 
-    if (ngx_voice_openai_is_ip(cf, &u->host, addr) == NGX_OK) {
-        ngx_inet_set_port(addr->sockaddr, u->port);
+    if (ngx_voice_openai_is_ip(cf, &conf->host, addr) == NGX_OK) {
+        ngx_inet_set_port(addr->sockaddr, conf->port);
 
         addr->name.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN);
         if (addr->name.data == NULL) {
@@ -116,8 +218,8 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf,
         addr->name.len = ngx_sock_ntop(addr->sockaddr, addr->socklen,
                                        addr->name.data, NGX_SOCKADDR_STRLEN,
                                        1);
-        conf->openai_addrs = addr;
-        conf->openai_naddrs = 1;
+        conf->addrs = addr;
+        conf->naddrs = 1;
         return NGX_OK;
     }
 
@@ -125,26 +227,33 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf,
 
     if (clcf->resolver && clcf->resolver->connections.nelts) {
         /* names are resolved per call, honouring their TTLs */
+        conf->resolver = clcf->resolver;
+        conf->resolver_timeout = clcf->resolver_timeout;
         return NGX_OK;
     }
 
     ngx_memzero(&ru, sizeof(ngx_url_t));
-    ru.url = u->url;
+    ru.url.data = conf->url.data + 6;
+    ru.url.len = conf->url.len - 6;
     ru.default_port = 443;
     ru.uri_part = 1;
 
-    if (ngx_parse_url(cf->pool, &ru) != NGX_OK || ru.naddrs == 0) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "host \"%V\" of \"voice_openai_url\" could not "
-                           "be resolved%s%s; configure a \"resolver\" or "
-                           "calls will be closed with 1011",
-                           &u->host, ru.err ? ": " : "",
-                           ru.err ? ru.err : "");
+    if (ngx_parse_url(cf->pool, &ru) == NGX_OK && ru.naddrs) {
+        conf->addrs = ru.addrs;
+        conf->naddrs = ru.naddrs;
         return NGX_OK;
     }
 
-    conf->openai_addrs = ru.addrs;
-    conf->openai_naddrs = ru.naddrs;
+    /* a warning, at the line that named the host */
+
+    ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                  "host \"%V\" of \"voice_openai_url\" could not "
+                  "be resolved%s%s; configure a \"resolver\" or "
+                  "calls will be closed with 1011 in %s:%ui",
+                  &conf->host, ru.err ? ": " : "", ru.err ? ru.err : "",
+                  conf->url_file ? conf->url_file
+                                 : cf->conf_file->file.name.data,
+                  conf->url_file ? conf->url_line : cf->conf_file->line);
 
     return NGX_OK;
 }
@@ -167,34 +276,13 @@ ngx_voice_openai_is_ip(ngx_conf_t *cf, ngx_str_t *host, ngx_addr_t *addr)
 
 
 static char *
-ngx_voice_openai_ssl(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+ngx_voice_openai_ssl(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
 {
-    ngx_addr_t           addr;
-    ngx_str_t            name;
     ngx_pool_cleanup_t  *cln;
 
-    if (conf->ssl_name.len == 0) {
-        conf->ssl_name = conf->openai_host;
-    }
-
-    name = conf->ssl_name;
-
-    if (name.len > 2 && name.data[0] == '[' && name.data[name.len - 1] == ']')
-    {
-        name.data++;
-        name.len -= 2;
-    }
-
-    conf->ssl_name_z = ngx_pnalloc(cf->pool, name.len + 1);
-    if (conf->ssl_name_z == NULL) {
+    if (ngx_voice_openai_ssl_name(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    (void) ngx_cpystrn(conf->ssl_name_z, name.data, name.len + 1);
-
-    conf->ssl_name_is_ip = (ngx_parse_addr(cf->pool, &addr, name.data,
-                                           name.len)
-                            == NGX_OK);
 
     conf->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
     if (conf->ssl == NULL) {
@@ -249,4 +337,38 @@ ngx_voice_openai_ssl(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* the name checked in the certificate and sent as SNI */
+static ngx_int_t
+ngx_voice_openai_ssl_name(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
+{
+    ngx_str_t   name;
+    ngx_addr_t  addr;
+
+    if (conf->ssl_name.len == 0) {
+        conf->ssl_name = conf->host;
+    }
+
+    name = conf->ssl_name;
+
+    if (name.len > 2 && name.data[0] == '[' && name.data[name.len - 1] == ']')
+    {
+        name.data++;
+        name.len -= 2;
+    }
+
+    conf->ssl_name_z = ngx_pnalloc(cf->pool, name.len + 1);
+    if (conf->ssl_name_z == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(conf->ssl_name_z, name.data, name.len + 1);
+
+    conf->ssl_name_is_ip = (ngx_parse_addr(cf->pool, &addr, name.data,
+                                           name.len)
+                            == NGX_OK);
+
+    return NGX_OK;
 }

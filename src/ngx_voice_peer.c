@@ -2,44 +2,52 @@
 /*
  * Copyright (C) ngx_voice authors
  *
- * One WebSocket endpoint of a call over one connection, the same code for
- * both legs: reading and parsing frames, answering pings and closes, and
- * writing frames into a bounded chain of reused chunks that is flushed
- * with as few send()/SSL_write() calls as the event loop allows.
+ * One WebSocket endpoint over one connection, the same code for both
+ * legs: reading and parsing frames, answering pings and closes, and
+ * queueing whole frames into a bounded chain of reused chunks that is
+ * written with as few send()/SSL_write() calls as the event loop allows.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
+#include <ngx_event.h>
 #include <openssl/rand.h>
-#include "ngx_voice_call.h"
+#include "ngx_voice_peer.h"
+#include "ngx_voice_util.h"
 
 
+static ngx_int_t ngx_voice_peer_data(ngx_voice_peer_t *peer,
+    ngx_voice_ws_event_t *ev);
 static ngx_int_t ngx_voice_peer_control(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
-static ngx_int_t ngx_voice_peer_write(ngx_voice_peer_t *peer, u_char *data,
+static void ngx_voice_peer_fail(ngx_voice_peer_t *peer, ngx_uint_t code,
+    const char *what);
+static ngx_int_t ngx_voice_peer_queue(ngx_voice_peer_t *peer,
+    ngx_uint_t opcode, ngx_str_t *parts, ngx_uint_t nparts,
+    ngx_uint_t limited);
+static ngx_int_t ngx_voice_peer_reserve(ngx_voice_peer_t *peer,
+    size_t size);
+static void ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data,
     size_t len, ngx_uint_t mask);
-static ngx_buf_t *ngx_voice_peer_chunk(ngx_voice_peer_t *peer);
+static ngx_chain_t *ngx_voice_peer_last(ngx_voice_peer_t *peer);
+static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
 
 
 ngx_int_t
-ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_voice_call_t *call,
-    ngx_connection_t *c, ngx_uint_t client, const char *name,
-    ngx_voice_peer_data_pt data)
+ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
+    ngx_uint_t masking)
 {
     peer->connection = c;
-    peer->call = call;
-    peer->client = client ? 1 : 0;
-    peer->name = name;
-    peer->data = data;
+    peer->masking = masking ? 1 : 0;
     peer->last_out = &peer->out;
     peer->last_recv = ngx_current_msec;
     peer->last_send = ngx_current_msec;
 
-    ngx_voice_ws_parser_init(&peer->parser, !client);
+    /* a client masks what it sends and reads unmasked frames */
+    ngx_voice_ws_parser_init(&peer->parser, !masking);
 
-    peer->in = ngx_create_temp_buf(call->request->pool, NGX_VOICE_IN_BUFFER);
+    peer->in = ngx_create_temp_buf(peer->pool, NGX_VOICE_IN_BUFFER);
     if (peer->in == NULL) {
         return NGX_ERROR;
     }
@@ -50,54 +58,32 @@ ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_voice_call_t *call,
 }
 
 
-/*
- * Reads until the socket (or TLS) has nothing more.  Returns NGX_AGAIN
- * when it has, NGX_DONE when the peer closed (a close frame or EOF),
- * NGX_ERROR when the call was ended.
- */
 ngx_int_t
 ngx_voice_peer_read(ngx_voice_peer_t *peer)
 {
-    size_t             high;
     ssize_t            n;
     ngx_int_t          rc;
     ngx_buf_t         *b;
     ngx_connection_t  *c;
-    ngx_voice_call_t  *call;
-    ngx_voice_peer_t  *other;
 
     c = peer->connection;
     b = peer->in;
-    call = peer->call;
-
-    other = (peer == &call->twilio) ? &call->openai : &call->twilio;
-    high = call->conf->buffer_size / 2;
 
     for ( ;; ) {
 
-        if (peer->eof || peer->close_received || peer->failed || call->done)
-        {
+        if (peer->eof || peer->close_received || peer->failed) {
             return NGX_DONE;
         }
 
         /*
          * Backpressure: what this side says goes to the other one; while
-         * the other has half its buffer waiting, this side is not read
-         * (its socket fills, TCP slows it down) until the other drains.
+         * the owner cannot take it, this side is not read (its socket
+         * fills, TCP slows it down) until the owner resumes it.
          */
 
-        if (other->pending > high && !call->closing
-            && other->open && !other->eof)
-        {
-            if (ngx_voice_call_flush(call, other) == NGX_ERROR) {
-                /* after_io() ends the call for the lost leg */
-                other->eof = 1;
-            }
-
-            if (other->pending > high && !other->eof) {
-                peer->throttled = 1;
-                return NGX_AGAIN;
-            }
+        if (!peer->drop_data && peer->handler->paused(peer)) {
+            peer->paused = 1;
+            return NGX_AGAIN;
         }
 
         b->pos = b->start;
@@ -126,7 +112,6 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 }
 
 
-/* parses bytes already read; the parser consumes all of them */
 ngx_int_t
 ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
 {
@@ -135,7 +120,7 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
 
     while (pos < last) {
 
-        if (peer->close_received || peer->call->done) {
+        if (peer->close_received || peer->failed) {
             /* nothing may follow a close frame */
             return NGX_DONE;
         }
@@ -154,21 +139,8 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
              * read from it, not even a close frame in reply
              */
             peer->failed = 1;
-
-            ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO),
-                          peer->call->log, 0,
-                          "voice: %s sent a bad WebSocket frame: %s",
-                          peer->name, ev.reason);
-
-            ngx_voice_call_set_reason(peer->call, "%s: %s", peer->name,
-                                      ev.reason);
-            ngx_voice_call_end(peer->call,
-                               peer->client ? NGX_VOICE_WS_CLOSE_ERROR
-                                            : ev.code,
-                               peer->client ? ev.code
-                                            : NGX_VOICE_WS_CLOSE_NORMAL,
-                               NULL);
-            return NGX_ERROR;
+            ngx_voice_peer_fail(peer, ev.code, ev.reason);
+            return NGX_DONE;
 
         case NGX_VOICE_WS_EV_CONTROL:
             rc = ngx_voice_peer_control(peer, &ev);
@@ -180,35 +152,9 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
 
         default: /* NGX_VOICE_WS_EV_DATA */
 
-            if (peer->call->closing) {
-                /* the call is ending: what still arrives is dropped */
-                break;
-            }
-
-            if (ev.first) {
-                peer->frames_in++;
-            }
-
-            if (ev.opcode != NGX_VOICE_WS_TEXT) {
-                ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO),
-                              peer->call->log, 0,
-                              "voice: %s sent a binary message", peer->name);
-
-                ngx_voice_call_set_reason(peer->call,
-                                          "%s: binary message", peer->name);
-                ngx_voice_call_end(peer->call,
-                                   peer->client ? NGX_VOICE_WS_CLOSE_ERROR
-                                                : 1003,
-                                   peer->client ? 1003
-                                                : NGX_VOICE_WS_CLOSE_NORMAL,
-                                   NULL);
-
-                /* the frames behind it are still parsed, for the close */
-                break;
-            }
-
-            if (peer->data(peer, &ev) != NGX_OK && !peer->call->closing) {
-                return NGX_ERROR;
+            rc = ngx_voice_peer_data(peer, &ev);
+            if (rc != NGX_OK) {
+                return rc;
             }
 
             break;
@@ -219,24 +165,51 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
 }
 
 
-/*
- * Feeds a piece of a message to the peer's JSON parser.  NGX_OK; NGX_ERROR
- * when a handler ended the call; NGX_DECLINED when it is not one JSON
- * object, which the side reports in its own terms.
- */
-ngx_int_t
-ngx_voice_peer_json(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
+static ngx_int_t
+ngx_voice_peer_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
-    ngx_int_t  rc;
+    if (peer->drop_data) {
+        /* the call is ending: what still arrives is dropped */
+        return NGX_OK;
+    }
 
-    rc = ngx_voice_json_feed(&peer->json, ev->data, ev->len, ev->first,
-                             ev->last);
+    if (ev->first) {
+        peer->frames_in++;
+    }
 
-    if (peer->call->closing || peer->call->done) {
+    if (ev->opcode != NGX_VOICE_WS_TEXT) {
+        /* the frames behind it are still parsed, for the close */
+        peer->drop_data = 1;
+        ngx_voice_peer_fail(peer, NGX_VOICE_WS_CLOSE_UNSUPPORTED,
+                            "binary message");
+        return NGX_OK;
+    }
+
+    if (peer->handler->message(peer, ev) != NGX_OK && !peer->drop_data) {
         return NGX_ERROR;
     }
 
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    return NGX_OK;
+}
+
+
+/* logs the peer's fault and reports it to the owner */
+static void
+ngx_voice_peer_fail(ngx_voice_peer_t *peer, ngx_uint_t code,
+    const char *what)
+{
+    u_char  *p;
+    u_char   reason[128];
+
+    ngx_log_error(peer->log_level, peer->log, 0,
+                  "voice: %s sent %s%s", peer->name,
+                  code == NGX_VOICE_WS_CLOSE_UNSUPPORTED
+                  ? "a " : "a bad WebSocket frame: ", what);
+
+    p = ngx_snprintf(reason, sizeof(reason) - 1, "%s: %s", peer->name, what);
+    *p = '\0';
+
+    peer->handler->failed(peer, code, NULL, (char *) reason);
 }
 
 
@@ -244,28 +217,27 @@ static ngx_int_t
 ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
     ngx_int_t  rc;
+    ngx_str_t  payload;
+    u_char     reason[128], text[NGX_VOICE_LOG_TEXT_MAX];
 
     switch (ev->opcode) {
 
     case NGX_VOICE_WS_PING:
-        rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_PONG, ev->len);
+        payload.data = ev->data;
+        payload.len = ev->len;
 
-        if (rc == NGX_DECLINED) {
-            /* our close is out: no pong after it */
+        rc = ngx_voice_peer_send(peer, NGX_VOICE_WS_PONG, &payload, 1);
+
+        if (rc == NGX_OK || rc == NGX_DECLINED) {
+            /* declined: our close is out, no pong goes after it */
             return NGX_OK;
         }
 
-        if (rc != NGX_OK
-            || ngx_voice_peer_append(peer, ev->data, ev->len) != NGX_OK)
-        {
-            ngx_voice_call_set_reason(peer->call, "%s is not reading",
-                                      peer->name);
-            ngx_voice_call_end(peer->call, NGX_VOICE_WS_CLOSE_ERROR,
-                               NGX_VOICE_WS_CLOSE_ERROR, NULL);
-            return NGX_ERROR;
-        }
-
-        return NGX_OK;
+        (void) ngx_snprintf(reason, sizeof(reason), "%s is not reading%Z",
+                            peer->name);
+        peer->handler->failed(peer, NGX_VOICE_WS_CLOSE_ERROR, NULL,
+                              (char *) reason);
+        return NGX_ERROR;
 
     case NGX_VOICE_WS_PONG:
         peer->ping_sent = 0;
@@ -276,12 +248,11 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         peer->close_received = 1;
         peer->peer_close_code = ev->code;
 
-        /* the reason is the peer's: it is logged as text, and only once */
-        ngx_voice_log_safe(ev->data, ev->len);
-
-        ngx_log_error(NGX_LOG_INFO, peer->call->log, 0,
-                      "voice: %s closed the WebSocket with %ui \"%*s\"",
-                      peer->name, ev->code, ngx_min(ev->len, 64), ev->data);
+        /* the reason is the peer's text: escaped for the log */
+        ngx_log_error(NGX_LOG_INFO, peer->log, 0,
+                      "voice: %s closed the WebSocket with %ui \"%s\"",
+                      peer->name, ev->code,
+                      ngx_voice_log_escape(text, ev->data, ev->len));
 
         if (!peer->close_sent) {
             /* echo the code, as RFC 6455 5.5.1 asks */
@@ -296,103 +267,47 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 }
 
 
-/*
- * Starts a frame of "len" payload bytes; the payload follows through
- * ngx_voice_peer_append().  NGX_BUSY: the peer has not taken what it was
- * sent and the buffer limit is reached; NGX_DECLINED: already closed.
- */
 ngx_int_t
-ngx_voice_peer_frame(ngx_voice_peer_t *peer, ngx_uint_t opcode, size_t len)
+ngx_voice_peer_send(ngx_voice_peer_t *peer, ngx_uint_t opcode,
+    ngx_str_t *parts, ngx_uint_t nparts)
 {
-    u_char  *p;
-    u_char   hdr[NGX_VOICE_WS_HEADER_MAX];
-
-    if (peer->close_sent || !peer->open) {
-        return NGX_DECLINED;
-    }
-
-    if (peer->pending + len + NGX_VOICE_WS_HEADER_MAX
-        > peer->call->conf->buffer_size)
-    {
-        return NGX_BUSY;
-    }
-
-    if (peer->client) {
-        /* a fresh unpredictable key for every frame (RFC 6455 5.3) */
-        if (RAND_bytes(peer->mask, 4) != 1) {
-            return NGX_ERROR;
-        }
-    }
-
-    p = ngx_voice_ws_write_header(hdr, opcode, 1, len,
-                                  peer->client ? peer->mask : NULL);
-    peer->mask_pos = 0;
-    peer->frames_out++;
-
-    return ngx_voice_peer_write(peer, hdr, p - hdr, 0);
+    return ngx_voice_peer_queue(peer, opcode, parts, nparts, 1);
 }
 
 
 ngx_int_t
-ngx_voice_peer_append(ngx_voice_peer_t *peer, u_char *data, size_t len)
+ngx_voice_peer_send_text(ngx_voice_peer_t *peer, u_char *data, size_t len)
 {
-    return ngx_voice_peer_write(peer, data, len, peer->client);
-}
+    ngx_str_t  part;
 
+    part.data = data;
+    part.len = len;
 
-/* a whole text frame */
-ngx_int_t
-ngx_voice_peer_text(ngx_voice_peer_t *peer, u_char *data, size_t len)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_TEXT, len);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    return ngx_voice_peer_append(peer, data, len);
+    return ngx_voice_peer_queue(peer, NGX_VOICE_WS_TEXT, &part, 1, 1);
 }
 
 
 ngx_int_t
 ngx_voice_peer_close(ngx_voice_peer_t *peer, ngx_uint_t code,
-    const char *reason)
+    const char *text)
 {
-    size_t     len;
     ngx_int_t  rc;
+    ngx_str_t  part;
     u_char     payload[NGX_VOICE_WS_CONTROL_MAX];
 
     if (peer->close_sent || !peer->open) {
         return NGX_OK;
     }
 
-    len = ngx_voice_ws_close_payload(payload, code, reason);
+    part.data = payload;
+    part.len = ngx_voice_ws_close_payload(payload, code, text);
 
-    /* a close frame is small and always fits: the limit is not applied */
+    /* a close frame is small and always goes: the limit is not applied */
 
-    if (peer->client && RAND_bytes(peer->mask, 4) != 1) {
-        return NGX_ERROR;
-    }
-
-    {
-        u_char   hdr[NGX_VOICE_WS_HEADER_MAX];
-        u_char  *p;
-
-        p = ngx_voice_ws_write_header(hdr, NGX_VOICE_WS_CLOSE, 1, len,
-                                      peer->client ? peer->mask : NULL);
-        peer->mask_pos = 0;
-
-        rc = ngx_voice_peer_write(peer, hdr, p - hdr, 0);
-
-        if (rc == NGX_OK) {
-            rc = ngx_voice_peer_write(peer, payload, len, peer->client);
-        }
-    }
+    rc = ngx_voice_peer_queue(peer, NGX_VOICE_WS_CLOSE, &part, 1, 0);
 
     peer->close_sent = 1;
     peer->close_code = code;
-    peer->frames_out++;
 
     return rc;
 }
@@ -403,7 +318,7 @@ ngx_voice_peer_ping(ngx_voice_peer_t *peer)
 {
     ngx_int_t  rc;
 
-    rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_PING, 0);
+    rc = ngx_voice_peer_queue(peer, NGX_VOICE_WS_PING, NULL, 0, 1);
 
     if (rc == NGX_OK) {
         peer->ping_sent = 1;
@@ -413,12 +328,154 @@ ngx_voice_peer_ping(ngx_voice_peer_t *peer)
 }
 
 
-/*
- * Sends what is queued.  NGX_OK: all sent; NGX_AGAIN: the rest waits for
- * the write event; NGX_ERROR: the connection failed.
- */
+/* a whole frame, or nothing: room for all of it is made first */
+static ngx_int_t
+ngx_voice_peer_queue(ngx_voice_peer_t *peer, ngx_uint_t opcode,
+    ngx_str_t *parts, ngx_uint_t nparts, ngx_uint_t limited)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+    u_char       hdr[NGX_VOICE_WS_HEADER_MAX];
+
+    if (peer->close_sent || !peer->open) {
+        return NGX_DECLINED;
+    }
+
+    len = 0;
+
+    for (i = 0; i < nparts; i++) {
+        len += parts[i].len;
+    }
+
+    if (limited && peer->pending + len + NGX_VOICE_WS_HEADER_MAX > peer->limit)
+    {
+        return NGX_BUSY;
+    }
+
+    if (peer->masking) {
+        /* a fresh unpredictable key for every frame (RFC 6455 5.3) */
+        if (RAND_bytes(peer->mask, 4) != 1) {
+            return NGX_ERROR;
+        }
+    }
+
+    p = ngx_voice_ws_write_header(hdr, opcode, 1, len,
+                                  peer->masking ? peer->mask : NULL);
+
+    if (ngx_voice_peer_reserve(peer, (p - hdr) + len) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_voice_peer_copy(peer, hdr, p - hdr, 0);
+
+    peer->mask_pos = 0;
+
+    for (i = 0; i < nparts; i++) {
+        ngx_voice_peer_copy(peer, parts[i].data, parts[i].len,
+                            peer->masking);
+    }
+
+    peer->frames_out++;
+
+    return NGX_OK;
+}
+
+
+/* enough chunks for "size" more bytes, allocated before any is written */
+static ngx_int_t
+ngx_voice_peer_reserve(ngx_voice_peer_t *peer, size_t size)
+{
+    size_t        room;
+    ngx_chain_t  *cl;
+
+    cl = ngx_voice_peer_last(peer);
+    room = cl ? (size_t) (cl->buf->end - cl->buf->last) : 0;
+
+    for (cl = peer->free; cl; cl = cl->next) {
+        room += NGX_VOICE_OUT_CHUNK;
+    }
+
+    while (room < size) {
+        cl = ngx_alloc_chain_link(peer->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = ngx_create_temp_buf(peer->pool, NGX_VOICE_OUT_CHUNK);
+        if (cl->buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->next = peer->free;
+        peer->free = cl;
+        room += NGX_VOICE_OUT_CHUNK;
+    }
+
+    return NGX_OK;
+}
+
+
+/* appends to the queue; the room is there (ngx_voice_peer_reserve) */
+static void
+ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data, size_t len,
+    ngx_uint_t mask)
+{
+    size_t        n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    while (len) {
+        cl = ngx_voice_peer_last(peer);
+
+        if (cl == NULL || cl->buf->last == cl->buf->end) {
+
+            if (peer->out == NULL) {
+                /* the peer is judged on how long it leaves data waiting */
+                peer->last_send = ngx_current_msec;
+            }
+
+            cl = peer->free;
+            peer->free = cl->next;
+            cl->next = NULL;
+
+            *peer->last_out = cl;
+            peer->last_out = &cl->next;
+        }
+
+        b = cl->buf;
+        n = ngx_min(len, (size_t) (b->end - b->last));
+
+        ngx_memcpy(b->last, data, n);
+
+        if (mask) {
+            ngx_voice_ws_mask(b->last, n, peer->mask, peer->mask_pos);
+            peer->mask_pos = (peer->mask_pos + n) & 3;
+        }
+
+        b->last += n;
+        data += n;
+        len -= n;
+        peer->pending += n;
+    }
+}
+
+
+/* the link at the end of the queue, or NULL */
+static ngx_chain_t *
+ngx_voice_peer_last(ngx_voice_peer_t *peer)
+{
+    if (peer->out == NULL) {
+        return NULL;
+    }
+
+    return (ngx_chain_t *) ((u_char *) peer->last_out
+                            - offsetof(ngx_chain_t, next));
+}
+
+
 ngx_int_t
-ngx_voice_peer_flush(ngx_voice_peer_t *peer)
+ngx_voice_peer_write_queued(ngx_voice_peer_t *peer)
 {
     size_t             pending;
     ngx_chain_t       *cl, *ln;
@@ -436,9 +493,7 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
 
         if (peer->out) {
             /* with NGX_SSL_BUFFER, TLS sends its buffer on a flush */
-            ln = (ngx_chain_t *) ((u_char *) peer->last_out
-                                  - offsetof(ngx_chain_t, next));
-            ln->buf->flush = 1;
+            ngx_voice_peer_last(peer)->buf->flush = 1;
         }
 
         cl = c->send_chain(c, peer->out, 0);
@@ -453,12 +508,7 @@ ngx_voice_peer_flush(ngx_voice_peer_t *peer)
         while (peer->out && peer->out != cl) {
             ln = peer->out;
             peer->out = ln->next;
-
-            ln->buf->pos = ln->buf->start;
-            ln->buf->last = ln->buf->start;
-            ln->buf->flush = 0;
-            ln->next = peer->free;
-            peer->free = ln;
+            ngx_voice_peer_recycle(peer, ln);
         }
 
         if (peer->out == NULL) {
@@ -506,12 +556,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
     while (cl) {
         ln = cl;
         cl = cl->next;
-
-        ln->buf->pos = ln->buf->start;
-        ln->buf->last = ln->buf->start;
-        ln->buf->flush = 0;
-        ln->next = peer->free;
-        peer->free = ln;
+        ngx_voice_peer_recycle(peer, ln);
     }
 
     pending = peer->pending;
@@ -519,92 +564,39 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
     peer->last_out = &peer->out;
     peer->pending = 0;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, peer->call->log, 0,
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, peer->log, 0,
                    "voice: dropped %uz bytes for %s", pending, peer->name);
 }
 
 
-void
-ngx_voice_peer_free(ngx_voice_peer_t *peer)
+static void
+ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln)
 {
-    ngx_voice_json_free(&peer->json);
+    ln->buf->pos = ln->buf->start;
+    ln->buf->last = ln->buf->start;
+    ln->buf->flush = 0;
+    ln->next = peer->free;
+    peer->free = ln;
 }
 
 
-static ngx_int_t
-ngx_voice_peer_write(ngx_voice_peer_t *peer, u_char *data, size_t len,
-    ngx_uint_t mask)
+ngx_uint_t
+ngx_voice_peer_is_done(ngx_voice_peer_t *peer)
 {
-    size_t      n;
-    ngx_buf_t  *b;
-
-    while (len) {
-        b = ngx_voice_peer_chunk(peer);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
-
-        n = ngx_min(len, (size_t) (b->end - b->last));
-
-        ngx_memcpy(b->last, data, n);
-
-        if (mask) {
-            ngx_voice_ws_mask(b->last, n, peer->mask, peer->mask_pos);
-            peer->mask_pos = (peer->mask_pos + n) & 3;
-        }
-
-        b->last += n;
-        data += n;
-        len -= n;
-        peer->pending += n;
+    if (!peer->open || peer->eof || peer->connection == NULL) {
+        return 1;
     }
 
-    return NGX_OK;
-}
-
-
-/* the chunk at the end of the queue with room left, reused or new */
-static ngx_buf_t *
-ngx_voice_peer_chunk(ngx_voice_peer_t *peer)
-{
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
-
-    if (peer->out) {
-        cl = (ngx_chain_t *) ((u_char *) peer->last_out
-                              - offsetof(ngx_chain_t, next));
-        b = cl->buf;
-
-        if (b->last < b->end) {
-            return b;
-        }
+    if (peer->failed) {
+        /* our close frame out, no reply awaited */
+        return peer->out == NULL && !peer->connection->buffered;
     }
 
-    if (peer->out == NULL) {
-        /* the peer is judged on how long it leaves data waiting */
-        peer->last_send = ngx_current_msec;
+    if (!peer->close_sent) {
+        /* no close was asked for this leg: Twilio, when it went away */
+        return peer->close_received;
     }
 
-    if (peer->free) {
-        cl = peer->free;
-        peer->free = cl->next;
-
-    } else {
-        cl = ngx_alloc_chain_link(peer->call->request->pool);
-        if (cl == NULL) {
-            return NULL;
-        }
-
-        cl->buf = ngx_create_temp_buf(peer->call->request->pool,
-                                      NGX_VOICE_OUT_CHUNK);
-        if (cl->buf == NULL) {
-            return NULL;
-        }
-    }
-
-    cl->next = NULL;
-    *peer->last_out = cl;
-    peer->last_out = &cl->next;
-
-    return cl->buf;
+    return peer->out == NULL && !peer->connection->buffered
+           && peer->close_received;
 }

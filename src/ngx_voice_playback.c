@@ -2,62 +2,55 @@
 /*
  * Copyright (C) ngx_voice authors
  *
- * Playback accounting and barge-in, as OpenAI's own Twilio transport
- * does it: audio sent per assistant item is bytes/8 ms; each media
- * message is followed by a uniquely named mark, and Twilio's echo of a
- * mark advances the audio played.  On an interruption the playing item
- * is truncated at min(sent, played + 50 ms), never past what was sent.
+ * Playback accounting and where barge-in cuts, as OpenAI's own Twilio
+ * transport does it.  On an interruption the playing item is truncated
+ * at min(sent, played + 50 ms), never past what was sent.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
-#include "ngx_voice_call.h"
+#include "ngx_voice_playback.h"
 
 
 #define NGX_VOICE_PLAYED_SLACK_MS  50
 
 
-static ngx_voice_item_t *ngx_voice_playback_item(ngx_voice_call_t *call,
+static ngx_voice_item_t *ngx_voice_playback_item(ngx_voice_playback_t *pb,
     ngx_str_t *item_id);
 static size_t ngx_voice_base64_decoded_len(u_char *s, size_t len);
 
 
-ngx_int_t
-ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
-    ngx_str_t *response_id, u_char *delta, size_t len)
+ngx_uint_t
+ngx_voice_playback_is_dropped(ngx_voice_playback_t *pb,
+    ngx_str_t *response_id)
 {
-    u_char                *p;
-    ngx_int_t              rc;
-    ngx_voice_item_t      *item;
-    ngx_voice_mark_t      *mark;
-    ngx_voice_playback_t  *pb;
-    u_char                 name[64];
+    return pb->dropped_len && response_id->len == pb->dropped_len
+           && ngx_memcmp(response_id->data, pb->dropped, pb->dropped_len)
+              == 0;
+}
 
-    pb = &call->playback;
 
-    if (pb->dropped_len && response_id->len == pb->dropped_len
-        && ngx_memcmp(response_id->data, pb->dropped, pb->dropped_len) == 0)
-    {
-        /* a late delta of the response the caller interrupted */
-        call->dropped_deltas++;
-        return NGX_OK;
+ngx_str_t
+ngx_voice_playback_sent(ngx_voice_playback_t *pb, ngx_str_t *item_id,
+    ngx_str_t *response_id, u_char *delta, size_t len, u_char *name)
+{
+    ngx_str_t          mark_name;
+    ngx_voice_item_t  *item;
+    ngx_voice_mark_t  *mark;
+
+    item = ngx_voice_playback_item(pb, item_id);
+    item->sent += ngx_voice_base64_decoded_len(delta, len);
+
+    if (response_id->len <= NGX_VOICE_PLAYBACK_ID_MAX) {
+        ngx_memcpy(pb->response, response_id->data, response_id->len);
+        pb->response_len = response_id->len;
     }
 
-    if (!call->started || len == 0) {
-        return NGX_OK;
-    }
+    mark_name.data = name;
+    mark_name.len = 0;
 
-    item = ngx_voice_playback_item(call, item_id);
-
-    rc = ngx_voice_twilio_media(call, delta, len);
-
-    if (rc == NGX_OK) {
-        item->sent += ngx_voice_base64_decoded_len(delta, len);
-    }
-
-    if (rc == NGX_OK && pb->nmarks == NGX_VOICE_MARKS) {
+    if (pb->nmarks == NGX_VOICE_MARKS) {
         /*
          * All marks are out: this audio goes without one of its own, and
          * the newest mark, if it is this item's, now ends after it
@@ -68,29 +61,10 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
             mark->end = item->sent;
         }
 
-        goto response;
+        return mark_name;
     }
 
-    if (rc == NGX_OK) {
-        pb->seq++;
-        p = ngx_sprintf(name, "g%ui:m%ui", pb->generation, pb->seq);
-
-        rc = ngx_voice_twilio_mark(call, name, p - name);
-    }
-
-    if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "voice: Twilio is not reading, voice_buffer_size "
-                      "%uz reached", call->conf->buffer_size);
-        ngx_voice_call_set_reason(call, "Twilio is not reading");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
-                           NGX_VOICE_WS_CLOSE_NORMAL, NULL);
-        return NGX_ERROR;
-    }
-
-    if (rc != NGX_OK) {
-        return (rc == NGX_DECLINED) ? NGX_OK : NGX_ERROR;
-    }
+    pb->seq++;
 
     mark = &pb->marks[(pb->mark_head + pb->nmarks) % NGX_VOICE_MARKS];
     mark->seq = pb->seq;
@@ -98,27 +72,20 @@ ngx_voice_playback_audio(ngx_voice_call_t *call, ngx_str_t *item_id,
     mark->end = item->sent;
     pb->nmarks++;
 
-response:
+    mark_name.len = ngx_sprintf(name, "g%ui:m%ui", pb->generation, pb->seq)
+                    - name;
 
-    if (response_id->len <= NGX_VOICE_ID_MAX) {
-        ngx_memcpy(pb->response, response_id->data, response_id->len);
-        pb->response_len = response_id->len;
-    }
-
-    return NGX_OK;
+    return mark_name;
 }
 
 
 void
-ngx_voice_playback_mark_echoed(ngx_voice_call_t *call, ngx_str_t *name)
+ngx_voice_playback_echoed(ngx_voice_playback_t *pb, ngx_str_t *name)
 {
-    u_char                *p, *last;
-    ngx_int_t              gen, seq;
-    ngx_voice_mark_t      *mark;
-    ngx_voice_item_t      *item;
-    ngx_voice_playback_t  *pb;
-
-    pb = &call->playback;
+    u_char            *p, *last;
+    ngx_int_t          gen, seq;
+    ngx_voice_mark_t  *mark;
+    ngx_voice_item_t  *item;
 
     if (name->len < 4 || name->data[0] != 'g') {
         return;
@@ -159,51 +126,37 @@ ngx_voice_playback_mark_echoed(ngx_voice_call_t *call, ngx_str_t *name)
 }
 
 
-/* input_audio_buffer.speech_started: the caller talks over the assistant */
-ngx_int_t
-ngx_voice_playback_interrupt(ngx_voice_call_t *call)
+ngx_uint_t
+ngx_voice_playback_interrupt(ngx_voice_playback_t *pb,
+    ngx_voice_truncation_t *out)
 {
-    ngx_int_t              rc;
-    ngx_uint_t             i, first;
-    ngx_msec_t             sent, played, end;
-    ngx_voice_item_t      *item;
-    ngx_voice_playback_t  *pb;
-
-    pb = &call->playback;
+    ngx_uint_t              i, n, first;
+    ngx_voice_item_t       *item;
+    ngx_voice_truncation_t  *t;
 
     if (pb->nmarks == 0) {
         /* nothing is playing: nothing to cut */
-        return NGX_OK;
-    }
-
-    rc = ngx_voice_twilio_clear(call);
-
-    if (rc != NGX_OK && rc != NGX_DECLINED) {
-        ngx_voice_call_set_reason(call, "Twilio is not reading");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
-                           NGX_VOICE_WS_CLOSE_NORMAL, NULL);
-        return NGX_ERROR;
+        return 0;
     }
 
     first = pb->marks[pb->mark_head].item;
+    n = 0;
 
     for (i = first; i < pb->nitems; i++) {
         item = &pb->items[i];
+        t = &out[n++];
+
+        t->item_id.data = item->id;
+        t->item_id.len = item->id_len;
 
         /* 8 bytes of 8 kHz mu-law are one millisecond */
-        sent = item->sent / 8;
-        played = item->played / 8;
+        t->sent_ms = item->sent / 8;
+        t->played_ms = item->played / 8;
 
-        end = (i == first) ? ngx_min(sent, played + NGX_VOICE_PLAYED_SLACK_MS)
-                           : 0;
-
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, call->log, 0,
-                       "voice: truncate at %M ms (sent %M, played %M)",
-                       end, sent, played);
-
-        if (ngx_voice_realtime_truncate(call, item, end) != NGX_OK) {
-            return NGX_ERROR;
-        }
+        t->audio_end_ms = (i == first)
+                          ? ngx_min(t->sent_ms,
+                                    t->played_ms + NGX_VOICE_PLAYED_SLACK_MS)
+                          : 0;
     }
 
     /* marks of the cleared audio come back: the new generation skips them */
@@ -216,21 +169,16 @@ ngx_voice_playback_interrupt(ngx_voice_call_t *call)
     ngx_memcpy(pb->dropped, pb->response, pb->response_len);
     pb->dropped_len = pb->response_len;
 
-    call->interruptions++;
-
-    return NGX_OK;
+    return n;
 }
 
 
 static ngx_voice_item_t *
-ngx_voice_playback_item(ngx_voice_call_t *call, ngx_str_t *item_id)
+ngx_voice_playback_item(ngx_voice_playback_t *pb, ngx_str_t *item_id)
 {
-    ngx_uint_t             i;
-    ngx_voice_item_t      *item;
-    ngx_voice_mark_t      *mark;
-    ngx_voice_playback_t  *pb;
-
-    pb = &call->playback;
+    ngx_uint_t         i;
+    ngx_voice_item_t  *item;
+    ngx_voice_mark_t  *mark;
 
     if (pb->nitems) {
         item = &pb->items[pb->nitems - 1];
@@ -257,7 +205,7 @@ ngx_voice_playback_item(ngx_voice_call_t *call, ngx_str_t *item_id)
 
     item = &pb->items[pb->nitems++];
 
-    item->id_len = ngx_min(item_id->len, NGX_VOICE_ID_MAX);
+    item->id_len = ngx_min(item_id->len, NGX_VOICE_PLAYBACK_ID_MAX);
     ngx_memcpy(item->id, item_id->data, item->id_len);
     item->sent = 0;
     item->played = 0;

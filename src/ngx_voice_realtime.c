@@ -11,9 +11,9 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include <ngx_http.h>
 #include <openssl/rand.h>
-#include "ngx_voice_call.h"
+#include "ngx_voice_realtime.h"
+#include "ngx_voice_util.h"
 
 
 enum {
@@ -35,22 +35,36 @@ typedef struct {
 } ngx_voice_realtime_type_t;
 
 
-static ngx_int_t ngx_voice_realtime_json_init(ngx_voice_call_t *call);
-static ngx_int_t ngx_voice_realtime_data(ngx_voice_peer_t *peer,
+static ngx_int_t ngx_voice_realtime_message(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
-static ngx_int_t ngx_voice_realtime_fail(ngx_voice_call_t *call,
-    ngx_uint_t code, const char *reason);
+static ngx_int_t ngx_voice_realtime_skip(ngx_voice_realtime_t *rt,
+    ngx_voice_ws_event_t *ev);
+static void ngx_voice_realtime_peer_failed(ngx_voice_peer_t *peer,
+    ngx_uint_t code, const char *text, const char *reason);
+static ngx_uint_t ngx_voice_realtime_paused(ngx_voice_peer_t *peer);
+static ngx_int_t ngx_voice_realtime_fail(ngx_voice_realtime_t *rt,
+    ngx_uint_t code, const char *what);
 static void ngx_voice_realtime_begin(void *data);
 static int ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len);
+static int ngx_voice_realtime_delta(ngx_voice_realtime_t *rt,
+    const u_char *s, size_t len);
 static ngx_int_t ngx_voice_realtime_dispatch(void *data);
-static ngx_int_t ngx_voice_realtime_deny_approval(ngx_voice_call_t *call);
-static void ngx_voice_realtime_copy(ngx_str_t *dst, u_char *buf,
-    size_t size, const unsigned char *s, size_t len);
-static ngx_int_t ngx_voice_realtime_send(ngx_voice_call_t *call,
+static ngx_int_t ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt);
+static ngx_int_t ngx_voice_realtime_deny_approval(ngx_voice_realtime_t *rt);
+static void ngx_voice_realtime_log_error(ngx_voice_realtime_t *rt);
+static ngx_int_t ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt);
+static ngx_int_t ngx_voice_realtime_send(ngx_voice_realtime_t *rt,
+    ngx_str_t *parts, ngx_uint_t nparts);
+static ngx_int_t ngx_voice_realtime_send_text(ngx_voice_realtime_t *rt,
     u_char *data, size_t len);
-static ngx_int_t ngx_voice_realtime_sent(ngx_voice_call_t *call,
-    ngx_int_t rc);
+
+
+static const ngx_voice_peer_handler_t  ngx_voice_realtime_peer_handler = {
+    ngx_voice_realtime_message,
+    ngx_voice_realtime_peer_failed,
+    ngx_voice_realtime_paused
+};
 
 
 static ngx_voice_json_handler_t  ngx_voice_realtime_json = {
@@ -77,108 +91,145 @@ static ngx_voice_realtime_type_t  ngx_voice_realtime_types[] = {
 
 
 ngx_int_t
-ngx_voice_realtime_init(ngx_voice_call_t *call)
+ngx_voice_realtime_open(ngx_voice_realtime_t *rt, ngx_connection_t *c)
 {
-    ngx_voice_peer_t  *peer;
+    rt->peer.name = "OpenAI";
+    rt->peer.handler = &ngx_voice_realtime_peer_handler;
+    rt->peer.data = rt;
 
-    peer = &call->openai;
+    /* OpenAI's faults are upstream faults */
+    rt->peer.log_level = NGX_LOG_ERR;
 
-    if (ngx_voice_peer_init(peer, call, call->pc.connection, 1, "OpenAI",
-                            ngx_voice_realtime_data)
-        != NGX_OK)
-    {
+    if (ngx_voice_peer_init(&rt->peer, c, 1) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_voice_realtime_json_init(call);
+    return ngx_voice_json_init(&rt->json, &ngx_voice_realtime_json, rt,
+                               rt->peer.log);
+}
+
+
+void
+ngx_voice_realtime_free(ngx_voice_realtime_t *rt)
+{
+    ngx_voice_json_free(&rt->json);
 }
 
 
 static ngx_int_t
-ngx_voice_realtime_json_init(ngx_voice_call_t *call)
+ngx_voice_realtime_message(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
-    return ngx_voice_json_init(&call->openai.json, &ngx_voice_realtime_json,
-                               call, call->log);
-}
+    ngx_int_t              rc;
+    ngx_voice_realtime_t  *rt;
 
-
-static ngx_int_t
-ngx_voice_realtime_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
-{
-    ngx_int_t          rc;
-    ngx_voice_call_t  *call;
-
-    call = peer->call;
+    rt = peer->data;
 
     if (ev->first) {
         /* the type seen so far is the previous event's */
-        call->oa.type = NGX_VOICE_OA_UNKNOWN;
+        rt->msg.type = NGX_VOICE_OA_UNKNOWN;
     }
 
-    if (peer->skipping) {
-        if (!ev->last) {
-            return NGX_OK;
-        }
-
-        peer->skipping = 0;
-
-        return ngx_voice_realtime_dispatch(call);
+    if (rt->skipping || peer->parser.msg_len > rt->max_message) {
+        return ngx_voice_realtime_skip(rt, ev);
     }
 
-    if (peer->parser.msg_len > call->conf->max_message_size) {
+    rc = ngx_voice_json_feed(&rt->json, ev->data, ev->len, ev->first,
+                             ev->last);
 
-        /* audio deltas are held, and so limited */
-
-        if (call->oa.type == NGX_VOICE_OA_AUDIO_DELTA) {
-            ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                          "voice: OpenAI audio delta larger than "
-                          "voice_max_message_size %uz",
-                          call->conf->max_message_size);
-            return ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_TOO_BIG,
-                                           "message too big");
-        }
-
-        /*
-         * Anything else is dropped: past voice_max_message_size the rest
-         * of it is not even parsed (a long string would be buffered by
-         * yajl); a fresh handle takes the next event, as yajl 2.1 cannot
-         * reset one, and the fields already seen still count.
-         */
-
-        ngx_voice_json_free(&peer->json);
-
-        if (ngx_voice_realtime_json_init(call) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (!ev->last) {
-            peer->skipping = 1;
-            return NGX_OK;
-        }
-
-        return ngx_voice_realtime_dispatch(call);
+    if (rc == NGX_OK) {
+        return NGX_OK;
     }
 
-    rc = ngx_voice_peer_json(peer, ev);
-
-    if (rc != NGX_DECLINED) {
-        return rc;
+    if (rc == NGX_ABORT) {
+        /* a handler stopped it, and has said why */
+        return NGX_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_ERR, call->log, 0,
+    ngx_log_error(NGX_LOG_ERR, peer->log, 0,
                   "voice: OpenAI sent a message that is not one "
                   "JSON object");
-    return ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
+    return ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_BAD_DATA,
                                    "invalid JSON");
 }
 
 
+/*
+ * An event past voice_max_message_size.  Audio deltas are held, and so
+ * limited; anything else is dropped: the rest of it is not even parsed
+ * (a long string would be buffered by yajl).  A fresh handle takes the
+ * next event, as yajl 2.1 cannot reset one, and the fields already seen
+ * still count.
+ */
 static ngx_int_t
-ngx_voice_realtime_fail(ngx_voice_call_t *call, ngx_uint_t code,
-    const char *reason)
+ngx_voice_realtime_skip(ngx_voice_realtime_t *rt, ngx_voice_ws_event_t *ev)
 {
-    ngx_voice_call_set_reason(call, "OpenAI: %s", reason);
-    ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR, code, reason);
+    if (!rt->skipping) {
+
+        if (rt->msg.type == NGX_VOICE_OA_AUDIO_DELTA) {
+            ngx_log_error(NGX_LOG_ERR, rt->peer.log, 0,
+                          "voice: OpenAI audio delta larger than "
+                          "voice_max_message_size %uz", rt->max_message);
+            return ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_TOO_BIG,
+                                           "message too big");
+        }
+
+        ngx_voice_json_free(&rt->json);
+
+        if (ngx_voice_json_init(&rt->json, &ngx_voice_realtime_json, rt,
+                                rt->peer.log)
+            != NGX_OK)
+        {
+            return ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_ERROR,
+                                           "out of memory");
+        }
+
+        rt->skipping = 1;
+    }
+
+    if (!ev->last) {
+        return NGX_OK;
+    }
+
+    rt->skipping = 0;
+
+    return ngx_voice_realtime_dispatch(rt);
+}
+
+
+static void
+ngx_voice_realtime_peer_failed(ngx_voice_peer_t *peer, ngx_uint_t code,
+    const char *text, const char *reason)
+{
+    ngx_voice_realtime_t  *rt;
+
+    rt = peer->data;
+
+    rt->handler->failed(rt, code, text, reason);
+}
+
+
+static ngx_uint_t
+ngx_voice_realtime_paused(ngx_voice_peer_t *peer)
+{
+    ngx_voice_realtime_t  *rt;
+
+    rt = peer->data;
+
+    return rt->handler->paused(rt);
+}
+
+
+/* "what" is the close frame's text; the reason is "OpenAI: what" */
+static ngx_int_t
+ngx_voice_realtime_fail(ngx_voice_realtime_t *rt, ngx_uint_t code,
+    const char *what)
+{
+    u_char  reason[128];
+
+    (void) ngx_snprintf(reason, sizeof(reason), "OpenAI: %s%Z", what);
+
+    rt->handler->failed(rt, code, what, (char *) reason);
+
     return NGX_ERROR;
 }
 
@@ -187,78 +238,101 @@ static int
 ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_realtime_t  *rt = data;
 
-    u_char                     *p;
-    ngx_voice_realtime_msg_t   *oa;
+    ngx_voice_realtime_msg_t   *msg;
     ngx_voice_realtime_type_t  *t;
 
-    oa = &call->oa;
+    msg = &rt->msg;
 
     if (ngx_voice_json_at(path, "type", NULL, NULL)) {
 
         for (t = ngx_voice_realtime_types; t->name.len; t++) {
             if (t->name.len == len && ngx_strncmp(t->name.data, s, len) == 0) {
-                oa->type = t->type;
+                msg->type = t->type;
                 break;
             }
         }
 
     } else if (ngx_voice_json_at(path, "delta", NULL, NULL)) {
 
-        if (oa->type != NGX_VOICE_OA_AUDIO_DELTA) {
-            return 1;
+        if (msg->type == NGX_VOICE_OA_AUDIO_DELTA) {
+            return ngx_voice_realtime_delta(rt, s, len);
         }
-
-        if (!ngx_voice_json_is_base64(s, len)) {
-            ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                          "voice: OpenAI audio delta is not base64");
-            (void) ngx_voice_realtime_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
-                                           "delta is not base64");
-            return 0;
-        }
-
-        if (oa->item_id.len && oa->response_id.len) {
-            /* the usual order: copied once, straight to Twilio */
-            oa->delta_sent = 1;
-            return ngx_voice_playback_audio(call, &oa->item_id,
-                                            &oa->response_id,
-                                            (u_char *) s, len)
-                   == NGX_OK;
-        }
-
-        p = ngx_voice_call_scratch(&call->openai, len);
-        if (p == NULL) {
-            return 0;
-        }
-
-        ngx_memcpy(p, s, len);
-        oa->delta.data = p;
-        oa->delta.len = len;
 
     } else if (ngx_voice_json_at(path, "item_id", NULL, NULL)) {
-        ngx_voice_realtime_copy(&oa->item_id, oa->iid, sizeof(oa->iid),
-                                s, len);
+        ngx_voice_json_copy(&msg->item_id, msg->item_id_buf,
+                            sizeof(msg->item_id_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "response_id", NULL, NULL)) {
-        ngx_voice_realtime_copy(&oa->response_id, oa->rid, sizeof(oa->rid),
-                                s, len);
+        ngx_voice_json_copy(&msg->response_id, msg->response_id_buf,
+                            sizeof(msg->response_id_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "error", "code", NULL)) {
-        ngx_voice_realtime_copy(&oa->code, oa->cd, sizeof(oa->cd), s, len);
+        ngx_voice_json_copy(&msg->error_code, msg->error_code_buf,
+                            sizeof(msg->error_code_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "error", "message", NULL)) {
-        ngx_voice_realtime_copy(&oa->message, oa->msg, sizeof(oa->msg),
-                                s, ngx_min(len, sizeof(oa->msg)));
+        ngx_voice_json_copy(&msg->error_message, msg->error_message_buf,
+                            sizeof(msg->error_message_buf), s,
+                            ngx_min(len, sizeof(msg->error_message_buf)));
 
     } else if (ngx_voice_json_at(path, "item", "type", NULL)) {
-        ngx_voice_realtime_copy(&oa->item_type, oa->ity, sizeof(oa->ity),
-                                s, len);
+        ngx_voice_json_copy(&msg->item_type, msg->item_type_buf,
+                            sizeof(msg->item_type_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "item", "id", NULL)) {
-        ngx_voice_realtime_copy(&oa->approval_id, oa->aid, sizeof(oa->aid),
-                                s, len);
+        ngx_voice_json_copy(&msg->approval_id, msg->approval_id_buf,
+                            sizeof(msg->approval_id_buf), s, len);
     }
+
+    return 1;
+}
+
+
+static int
+ngx_voice_realtime_delta(ngx_voice_realtime_t *rt, const u_char *s,
+    size_t len)
+{
+    ngx_int_t                  rc;
+    ngx_voice_realtime_msg_t  *msg;
+
+    msg = &rt->msg;
+
+    if (!ngx_voice_json_is_base64(s, len)) {
+        ngx_log_error(NGX_LOG_ERR, rt->peer.log, 0,
+                      "voice: OpenAI audio delta is not base64");
+        (void) ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                       "delta is not base64");
+        return 0;
+    }
+
+    if (msg->item_id.len && msg->response_id.len) {
+        /* the usual order: copied once, straight to the owner */
+        msg->delta_sent = 1;
+        return rt->handler->audio(rt, &msg->item_id, &msg->response_id,
+                                  (u_char *) s, len)
+               == NGX_OK;
+    }
+
+    /* the ids come later: the delta waits for them */
+
+    rc = ngx_voice_json_scratch(&rt->scratch, rt->peer.pool, rt->max_message,
+                                len, rt->peer.log, "OpenAI");
+
+    if (rc != NGX_OK) {
+        (void) ngx_voice_realtime_fail(rt,
+                                       rc == NGX_DECLINED
+                                       ? NGX_VOICE_WS_CLOSE_TOO_BIG
+                                       : NGX_VOICE_WS_CLOSE_ERROR,
+                                       rc == NGX_DECLINED ? "message too big"
+                                                          : "out of memory");
+        return 0;
+    }
+
+    ngx_memcpy(rt->scratch, s, len);
+    msg->delta.data = rt->scratch;
+    msg->delta.len = len;
 
     return 1;
 }
@@ -268,81 +342,59 @@ ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
 static void
 ngx_voice_realtime_begin(void *data)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_realtime_t  *rt = data;
 
-    ngx_memzero(&call->oa, offsetof(ngx_voice_realtime_msg_t, iid));
+    ngx_memzero(&rt->msg, offsetof(ngx_voice_realtime_msg_t, item_id_buf));
 }
 
 
 static ngx_int_t
 ngx_voice_realtime_dispatch(void *data)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_realtime_t  *rt = data;
 
-    ngx_voice_realtime_msg_t  *oa;
+    ngx_voice_realtime_msg_t  *msg;
 
-    oa = &call->oa;
+    msg = &rt->msg;
 
-    switch (oa->type) {
+    switch (msg->type) {
 
     case NGX_VOICE_OA_AUDIO_DELTA:
-        if (oa->delta_sent || oa->delta.len == 0) {
+        if (msg->delta_sent || msg->delta.len == 0) {
             return NGX_OK;
         }
 
-        return ngx_voice_playback_audio(call, &oa->item_id, &oa->response_id,
-                                        oa->delta.data, oa->delta.len);
+        return rt->handler->audio(rt, &msg->item_id, &msg->response_id,
+                                  msg->delta.data, msg->delta.len);
 
     case NGX_VOICE_OA_SPEECH_STARTED:
-        return ngx_voice_playback_interrupt(call);
+        return rt->handler->speech_started(rt);
 
     case NGX_VOICE_OA_SESSION_CREATED:
-        ngx_voice_call_session_created(call);
-        return call->done ? NGX_ERROR : NGX_OK;
+        return rt->handler->session_created(rt);
 
     case NGX_VOICE_OA_SESSION_UPDATED:
-        if (!call->session_updated) {
-            call->session_updated = 1;
-            call->setup_ms = ngx_current_msec - call->accepted;
-
-            ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                          "voice: session ready %Mms after the upgrade",
-                          call->setup_ms);
-        }
-
-        return NGX_OK;
+        return rt->handler->session_updated(rt);
 
     case NGX_VOICE_OA_RESPONSE_CREATED:
-        call->response_active = 1;
+        rt->response_active = 1;
         return NGX_OK;
 
     case NGX_VOICE_OA_RESPONSE_DONE:
-        call->response_active = 0;
-
-        if (call->response_pending) {
-            call->response_pending = 0;
-            return ngx_voice_realtime_response_create(call);
-        }
-
-        return NGX_OK;
+        return ngx_voice_realtime_response_done(rt);
 
     case NGX_VOICE_OA_ITEM_DONE:
-        if (oa->item_type.len == sizeof("mcp_approval_request") - 1
-            && ngx_strncmp(oa->item_type.data, "mcp_approval_request",
-                           oa->item_type.len) == 0)
+        if (msg->item_type.len == sizeof("mcp_approval_request") - 1
+            && ngx_strncmp(msg->item_type.data, "mcp_approval_request",
+                           msg->item_type.len) == 0)
         {
-            return ngx_voice_realtime_deny_approval(call);
+            return ngx_voice_realtime_deny_approval(rt);
         }
 
         return NGX_OK;
 
     case NGX_VOICE_OA_ERROR:
-        ngx_voice_log_safe(oa->code.data, oa->code.len);
-        ngx_voice_log_safe(oa->message.data, oa->message.len);
-
-        ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                      "voice: OpenAI error \"%V\": %V",
-                      &oa->code, &oa->message);
+        ngx_voice_realtime_log_error(rt);
         return NGX_OK;
 
     default:
@@ -351,40 +403,57 @@ ngx_voice_realtime_dispatch(void *data)
 }
 
 
+/* a response asked for while another ran goes now */
+static ngx_int_t
+ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt)
+{
+    rt->response_active = 0;
+
+    if (!rt->response_pending) {
+        return NGX_OK;
+    }
+
+    rt->response_pending = 0;
+
+    return ngx_voice_realtime_response_create(rt);
+}
+
+
 /*
  * require_approval is always "never": a caller cannot approve a tool by
  * voice, so a request that still arrives is denied.
  */
 static ngx_int_t
-ngx_voice_realtime_deny_approval(ngx_voice_call_t *call)
+ngx_voice_realtime_deny_approval(ngx_voice_realtime_t *rt)
 {
-    u_char                    *p;
-    ngx_str_t                 *id;
-    ngx_voice_realtime_msg_t  *oa;
-    u_char                     rnd[8];
-    u_char                     buf[256 + NGX_VOICE_ID_MAX * 6];
+    u_char     *p;
+    ngx_str_t  *id;
+    u_char      rnd[8];
+    u_char      buf[256 + NGX_VOICE_ID_MAX * 6];
+    u_char      text[NGX_VOICE_LOG_TEXT_MAX];
 
-    oa = &call->oa;
-    id = &oa->approval_id;
+    id = &rt->msg.approval_id;
 
     if (id->len == 0
-        || (id->len == call->denied_len
-            && ngx_memcmp(id->data, call->denied, id->len) == 0))
+        || (id->len == rt->denied_len
+            && ngx_memcmp(id->data, rt->denied, id->len) == 0))
     {
         /* output_item.done and conversation.item.done name it twice */
         return NGX_OK;
     }
 
-    ngx_memcpy(call->denied, id->data, id->len);
-    call->denied_len = id->len;
+    ngx_memcpy(rt->denied, id->data, id->len);
+    rt->denied_len = id->len;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        return NGX_ERROR;
+        return ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_ERROR,
+                                       "RAND_bytes() failed");
     }
 
-    ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                  "voice: denied MCP approval request \"%V\": "
-                  "require_approval is \"never\"", id);
+    ngx_log_error(NGX_LOG_WARN, rt->peer.log, 0,
+                  "voice: denied MCP approval request \"%s\": "
+                  "require_approval is \"never\"",
+                  ngx_voice_log_escape(text, id->data, id->len));
 
     p = ngx_sprintf(buf, "{\"type\":\"conversation.item.create\","
                          "\"item\":{\"id\":\"mcpr_");
@@ -397,78 +466,69 @@ ngx_voice_realtime_deny_approval(ngx_voice_call_t *call)
     p = ngx_cpymem(p, "\",\"approve\":false}}",
                    sizeof("\",\"approve\":false}}") - 1);
 
-    return ngx_voice_realtime_send(call, buf, p - buf);
+    return ngx_voice_realtime_send_text(rt, buf, p - buf);
 }
 
 
+/* "Most errors are recoverable": the call goes on */
 static void
-ngx_voice_realtime_copy(ngx_str_t *dst, u_char *buf, size_t size,
-    const unsigned char *s, size_t len)
+ngx_voice_realtime_log_error(ngx_voice_realtime_t *rt)
 {
-    if (len > size) {
-        dst->len = 0;
-        return;
-    }
+    ngx_voice_realtime_msg_t  *msg;
+    u_char                     code[NGX_VOICE_LOG_TEXT_MAX];
+    u_char                     text[NGX_VOICE_LOG_TEXT_MAX];
 
-    ngx_memcpy(buf, s, len);
-    dst->data = buf;
-    dst->len = len;
+    msg = &rt->msg;
+
+    ngx_log_error(NGX_LOG_WARN, rt->peer.log, 0,
+                  "voice: OpenAI error \"%s\": %s",
+                  ngx_voice_log_escape(code, msg->error_code.data,
+                                       msg->error_code.len),
+                  ngx_voice_log_escape(text, msg->error_message.data,
+                                       msg->error_message.len));
 }
 
 
 ngx_int_t
-ngx_voice_realtime_append(ngx_voice_call_t *call, u_char *audio, size_t len)
+ngx_voice_realtime_append(ngx_voice_realtime_t *rt, u_char *audio,
+    size_t len)
 {
-    static const char  head[] = "{\"type\":\"input_audio_buffer.append\","
-                                "\"audio\":\"";
-    static const char  tail[] = "\"}";
+    ngx_str_t  parts[3];
 
-    ngx_int_t          rc;
-    ngx_voice_peer_t  *peer;
+    ngx_str_set(&parts[0], "{\"type\":\"input_audio_buffer.append\","
+                           "\"audio\":\"");
+    parts[1].data = audio;
+    parts[1].len = len;
+    ngx_str_set(&parts[2], "\"}");
 
-    peer = &call->openai;
-
-    rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_TEXT,
-                              sizeof(head) - 1 + len + sizeof(tail) - 1);
-
-    if (rc == NGX_OK) {
-        (void) ngx_voice_peer_append(peer, (u_char *) head, sizeof(head) - 1);
-        (void) ngx_voice_peer_append(peer, audio, len);
-        rc = ngx_voice_peer_append(peer, (u_char *) tail, sizeof(tail) - 1);
-    }
-
-    return ngx_voice_realtime_sent(call, rc);
+    return ngx_voice_realtime_send(rt, parts, 3);
 }
 
 
 /* session.update, then the greeting, both built at configuration time */
 ngx_int_t
-ngx_voice_realtime_session(ngx_voice_call_t *call)
+ngx_voice_realtime_send_session(ngx_voice_realtime_t *rt,
+    ngx_str_t *session_update, ngx_str_t *greeting_item)
 {
-    ngx_int_t              rc;
-    ngx_voice_loc_conf_t  *conf;
+    ngx_int_t  rc;
 
-    conf = call->conf;
+    rc = ngx_voice_realtime_send(rt, session_update, 1);
 
-    rc = ngx_voice_realtime_send(call, conf->session_update.data,
-                                 conf->session_update.len);
-
-    if (rc != NGX_OK || conf->greeting_item.len == 0) {
+    if (rc != NGX_OK || greeting_item->len == 0) {
         return rc;
     }
 
-    rc = ngx_voice_realtime_send(call, conf->greeting_item.data,
-                                 conf->greeting_item.len);
+    rc = ngx_voice_realtime_send(rt, greeting_item, 1);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    return ngx_voice_realtime_response_create(call);
+    return ngx_voice_realtime_response_create(rt);
 }
 
 
 ngx_int_t
-ngx_voice_realtime_truncate(ngx_voice_call_t *call, ngx_voice_item_t *item,
+ngx_voice_realtime_truncate(ngx_voice_realtime_t *rt, ngx_str_t *item_id,
     ngx_msec_t audio_end_ms)
 {
     u_char  *p;
@@ -478,85 +538,92 @@ ngx_voice_realtime_truncate(ngx_voice_call_t *call, ngx_voice_item_t *item,
                         "\"item_id\":\"",
                    sizeof("{\"type\":\"conversation.item.truncate\","
                           "\"item_id\":\"") - 1);
-    p = ngx_voice_json_escape(p, item->id, item->id_len);
+    p = ngx_voice_json_escape(p, item_id->data,
+                              ngx_min(item_id->len, NGX_VOICE_ID_MAX));
     p = ngx_sprintf(p, "\",\"content_index\":0,\"audio_end_ms\":%M}",
                     audio_end_ms);
 
-    return ngx_voice_realtime_send(call, buf, p - buf);
+    return ngx_voice_realtime_send_text(rt, buf, p - buf);
 }
 
 
 /* a keypad digit becomes a user message, answered like speech */
 ngx_int_t
-ngx_voice_realtime_dtmf(ngx_voice_call_t *call, u_char digit)
+ngx_voice_realtime_dtmf(ngx_voice_realtime_t *rt, u_char digit)
 {
     u_char     *p;
     ngx_int_t   rc;
     u_char      buf[256];
-
-    if (!call->session_sent) {
-        /* sent with the queued audio, right after session.update */
-        if (call->ndigits < sizeof(call->digits)) {
-            call->digits[call->ndigits++] = digit;
-        }
-
-        return NGX_OK;
-    }
 
     p = ngx_sprintf(buf, "{\"type\":\"conversation.item.create\","
                          "\"item\":{\"type\":\"message\",\"role\":\"user\","
                          "\"content\":[{\"type\":\"input_text\","
                          "\"text\":\"The caller pressed %c.\"}]}}", digit);
 
-    rc = ngx_voice_realtime_send(call, buf, p - buf);
+    rc = ngx_voice_realtime_send_text(rt, buf, p - buf);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    if (call->response_active) {
-        call->response_pending = 1;
+    if (rt->response_active) {
+        /* asked for once the current response is done */
+        rt->response_pending = 1;
         return NGX_OK;
     }
 
-    return ngx_voice_realtime_response_create(call);
+    return ngx_voice_realtime_response_create(rt);
 }
 
 
-ngx_int_t
-ngx_voice_realtime_response_create(ngx_voice_call_t *call)
+static ngx_int_t
+ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt)
 {
     static u_char  msg[] = "{\"type\":\"response.create\"}";
 
     /* the response counts as active from now, so DTMF does not stack */
-    call->response_active = 1;
+    rt->response_active = 1;
 
-    return ngx_voice_realtime_send(call, msg, sizeof(msg) - 1);
+    return ngx_voice_realtime_send_text(rt, msg, sizeof(msg) - 1);
 }
 
 
 static ngx_int_t
-ngx_voice_realtime_send(ngx_voice_call_t *call, u_char *data, size_t len)
+ngx_voice_realtime_send_text(ngx_voice_realtime_t *rt, u_char *data,
+    size_t len)
 {
-    return ngx_voice_realtime_sent(call,
-                                   ngx_voice_peer_text(&call->openai, data,
-                                                       len));
+    ngx_str_t  part;
+
+    part.data = data;
+    part.len = len;
+
+    return ngx_voice_realtime_send(rt, &part, 1);
 }
 
 
-/* what a write to OpenAI came to, for the callers */
+/* what a write to OpenAI came to: NGX_OK, or NGX_ERROR once reported */
 static ngx_int_t
-ngx_voice_realtime_sent(ngx_voice_call_t *call, ngx_int_t rc)
+ngx_voice_realtime_send(ngx_voice_realtime_t *rt, ngx_str_t *parts,
+    ngx_uint_t nparts)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_voice_peer_send(&rt->peer, NGX_VOICE_WS_TEXT, parts, nparts);
+
+    if (rc == NGX_OK || rc == NGX_DECLINED) {
+        /* declined: our close is out, nothing more goes */
+        return NGX_OK;
+    }
+
     if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, rt->peer.log, 0,
                       "voice: OpenAI is not reading, voice_buffer_size "
-                      "%uz reached", call->conf->buffer_size);
-        ngx_voice_call_set_reason(call, "OpenAI is not reading");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
-                           NGX_VOICE_WS_CLOSE_ERROR, NULL);
+                      "%uz reached", rt->peer.limit);
+        rt->handler->failed(rt, NGX_VOICE_WS_CLOSE_ERROR, NULL,
+                            "OpenAI is not reading");
         return NGX_ERROR;
     }
 
-    /* NGX_DECLINED: our close is out, nothing more goes */
-    return (rc == NGX_DECLINED) ? NGX_OK : rc;
+    rt->handler->failed(rt, NGX_VOICE_WS_CLOSE_ERROR, NULL,
+                        "OpenAI: out of memory");
+    return NGX_ERROR;
 }

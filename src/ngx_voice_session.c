@@ -14,8 +14,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <yajl/yajl_gen.h>
-#include "ngx_voice.h"
 #include "ngx_voice_secret.h"
+#include "ngx_voice_session.h"
 #include "ngx_voice_ws.h"
 
 
@@ -26,13 +26,32 @@
     yajl_gen_string(g, (const unsigned char *) (s)->data, (s)->len)
 
 
+static ngx_int_t ngx_voice_session_td_param(ngx_voice_turn_detection_t *td,
+    ngx_uint_t semantic, ngx_str_t *value);
+static ngx_int_t ngx_voice_session_threshold(ngx_str_t *v);
+static ngx_int_t ngx_voice_session_param(ngx_str_t *value, const char *name,
+    ngx_str_t *v);
+static char *ngx_voice_session_mcp_param(ngx_conf_t *cf,
+    ngx_voice_mcp_server_t *srv, ngx_str_t *value);
+static char *ngx_voice_session_mcp_header(ngx_conf_t *cf,
+    ngx_voice_mcp_server_t *srv, ngx_str_t *value);
+static char *ngx_voice_session_mcp_tools(ngx_conf_t *cf,
+    ngx_voice_mcp_server_t *srv, ngx_str_t *list);
+static ngx_int_t ngx_voice_session_read_file(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *out);
+static ngx_int_t ngx_voice_session_check_text(ngx_conf_t *cf,
+    ngx_voice_session_conf_t *conf);
+static void ngx_voice_session_gen_update(yajl_gen g,
+    ngx_voice_session_conf_t *conf);
+static void ngx_voice_session_gen_audio(yajl_gen g,
+    ngx_voice_session_conf_t *conf);
+static void ngx_voice_session_gen_greeting(yajl_gen g,
+    ngx_voice_session_conf_t *conf);
 static void ngx_voice_session_turn_detection(yajl_gen g,
     ngx_voice_turn_detection_t *td);
 static void ngx_voice_session_tools(yajl_gen g, ngx_array_t *servers);
 static ngx_int_t ngx_voice_session_take(ngx_conf_t *cf, yajl_gen g,
     ngx_str_t *out);
-static ngx_int_t ngx_voice_session_parse_int(ngx_str_t *value,
-    ngx_int_t *n);
 static void ngx_voice_session_wipe(void *data);
 
 
@@ -42,28 +61,59 @@ static const char  *ngx_voice_voices[] = {
 };
 
 
-char *
-ngx_voice_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+void
+ngx_voice_session_create_conf(ngx_voice_session_conf_t *conf)
 {
-    ngx_voice_loc_conf_t  *vlcf = conf;
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->voice = { 0, NULL };
+     *     conf->instructions = { 0, NULL };
+     *     conf->greeting = { 0, NULL };
+     *     conf->session_update = { 0, NULL };
+     *     conf->greeting_item = { 0, NULL };
+     */
 
-    ngx_str_t                   *value, v;
+    conf->turn_detection = NGX_CONF_UNSET_PTR;
+    conf->mcp_servers = NGX_CONF_UNSET_PTR;
+}
+
+
+char *
+ngx_voice_session_merge_conf(ngx_conf_t *cf, ngx_voice_session_conf_t *prev,
+    ngx_voice_session_conf_t *conf)
+{
+    ngx_conf_merge_str_value(conf->voice, prev->voice, "alloy");
+    ngx_conf_merge_str_value(conf->greeting, prev->greeting, "");
+    ngx_conf_merge_ptr_value(conf->turn_detection, prev->turn_detection,
+                             NULL);
+    ngx_conf_merge_ptr_value(conf->mcp_servers, prev->mcp_servers, NULL);
+
+    if (conf->instructions.data == NULL) {
+        conf->instructions = prev->instructions;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_voice_session_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_session_conf_t  *scf;
+
+    ngx_str_t                   *value;
     ngx_uint_t                   i, semantic;
     ngx_voice_turn_detection_t  *td;
 
-    if (vlcf->turn_detection != NGX_CONF_UNSET_PTR) {
+    scf = (ngx_voice_session_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (scf->turn_detection != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
-
-    td = ngx_pcalloc(cf->pool, sizeof(ngx_voice_turn_detection_t));
-    if (td == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    td->silence_duration_ms = -1;
-    td->prefix_padding_ms = -1;
 
     if (ngx_strcmp(value[1].data, "server_vad") == 0) {
         semantic = 0;
@@ -78,87 +128,113 @@ ngx_voice_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    td->type = value[1];
-
-    for (i = 2; i < cf->args->nelts; i++) {
-
-        if (semantic && ngx_strncmp(value[i].data, "eagerness=", 10) == 0) {
-            v.data = value[i].data + 10;
-            v.len = value[i].len - 10;
-
-            if (ngx_strcmp(v.data, "low") != 0
-                && ngx_strcmp(v.data, "medium") != 0
-                && ngx_strcmp(v.data, "high") != 0
-                && ngx_strcmp(v.data, "auto") != 0)
-            {
-                goto invalid;
-            }
-
-            td->eagerness = v;
-            continue;
-        }
-
-        if (!semantic && ngx_strncmp(value[i].data, "threshold=", 10) == 0) {
-            v.data = value[i].data + 10;
-            v.len = value[i].len - 10;
-
-            /* 0, 1, or 0.d... */
-            if (!(v.len == 1 && (v.data[0] == '0' || v.data[0] == '1'))
-                && !(v.len > 2 && v.data[0] == '0' && v.data[1] == '.'
-                     && ngx_atoi(v.data + 2, v.len - 2) != NGX_ERROR)
-                && !(v.len > 2 && v.data[0] == '1' && v.data[1] == '.'
-                     && ngx_atoi(v.data + 2, v.len - 2) == 0))
-            {
-                goto invalid;
-            }
-
-            td->threshold = v;
-            continue;
-        }
-
-        if (!semantic
-            && ngx_strncmp(value[i].data, "silence_duration_ms=", 20) == 0)
-        {
-            v.data = value[i].data + 20;
-            v.len = value[i].len - 20;
-
-            if (ngx_voice_session_parse_int(&v, &td->silence_duration_ms)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        if (!semantic
-            && ngx_strncmp(value[i].data, "prefix_padding_ms=", 18) == 0)
-        {
-            v.data = value[i].data + 18;
-            v.len = value[i].len - 18;
-
-            if (ngx_voice_session_parse_int(&v, &td->prefix_padding_ms)
-                != NGX_OK)
-            {
-                goto invalid;
-            }
-
-            continue;
-        }
-
-        goto invalid;
+    td = ngx_pcalloc(cf->pool, sizeof(ngx_voice_turn_detection_t));
+    if (td == NULL) {
+        return NGX_CONF_ERROR;
     }
 
-    vlcf->turn_detection = td;
+    td->type = value[1];
+    td->silence_duration_ms = -1;
+    td->prefix_padding_ms = -1;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        if (ngx_voice_session_td_param(td, semantic, &value[i]) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"voice_turn_detection\" parameter "
+                               "\"%V\" for %V", &value[i], &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    scf->turn_detection = td;
 
     return NGX_CONF_OK;
+}
 
-invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid \"voice_turn_detection\" parameter \"%V\" "
-                       "for %V", &value[i], &value[1]);
-    return NGX_CONF_ERROR;
+/* eagerness= applies to semantic_vad, the others to server_vad */
+static ngx_int_t
+ngx_voice_session_td_param(ngx_voice_turn_detection_t *td,
+    ngx_uint_t semantic, ngx_str_t *value)
+{
+    ngx_str_t  v;
+
+    if (semantic) {
+        if (!ngx_voice_session_param(value, "eagerness=", &v)) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_strcmp(v.data, "low") != 0
+            && ngx_strcmp(v.data, "medium") != 0
+            && ngx_strcmp(v.data, "high") != 0
+            && ngx_strcmp(v.data, "auto") != 0)
+        {
+            return NGX_ERROR;
+        }
+
+        td->eagerness = v;
+        return NGX_OK;
+    }
+
+    if (ngx_voice_session_param(value, "threshold=", &v)) {
+        td->threshold = v;
+        return ngx_voice_session_threshold(&v);
+    }
+
+    if (ngx_voice_session_param(value, "silence_duration_ms=", &v)) {
+        td->silence_duration_ms = ngx_atoi(v.data, v.len);
+        return td->silence_duration_ms == NGX_ERROR ? NGX_ERROR : NGX_OK;
+    }
+
+    if (ngx_voice_session_param(value, "prefix_padding_ms=", &v)) {
+        td->prefix_padding_ms = ngx_atoi(v.data, v.len);
+        return td->prefix_padding_ms == NGX_ERROR ? NGX_ERROR : NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* 0, 1, 0.d... or 1.0...: a JSON number between 0 and 1 */
+static ngx_int_t
+ngx_voice_session_threshold(ngx_str_t *v)
+{
+    if (v->len == 1 && (v->data[0] == '0' || v->data[0] == '1')) {
+        return NGX_OK;
+    }
+
+    if (v->len > 2 && v->data[0] == '0' && v->data[1] == '.'
+        && ngx_atoi(v->data + 2, v->len - 2) != NGX_ERROR)
+    {
+        return NGX_OK;
+    }
+
+    if (v->len > 2 && v->data[0] == '1' && v->data[1] == '.'
+        && ngx_atoi(v->data + 2, v->len - 2) == 0)
+    {
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* "name=value": true, with the value in "v" */
+static ngx_int_t
+ngx_voice_session_param(ngx_str_t *value, const char *name, ngx_str_t *v)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (value->len < len || ngx_strncmp(value->data, name, len) != 0) {
+        return 0;
+    }
+
+    v->data = value->data + len;
+    v->len = value->len - len;
+
+    return 1;
 }
 
 
@@ -167,25 +243,27 @@ invalid:
  *                  [allowed_tools=a,b];
  */
 char *
-ngx_voice_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_voice_session_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
 {
-    ngx_voice_loc_conf_t  *vlcf = conf;
+    ngx_voice_session_conf_t  *scf;
 
-    u_char                  *p, *start, *end;
-    ngx_str_t               *value, v, *tool, name;
+    char                    *rv;
+    ngx_str_t               *value;
     ngx_uint_t               i;
-    ngx_voice_header_t      *h;
     ngx_voice_mcp_server_t  *srv;
 
-    if (vlcf->mcp_servers == NGX_CONF_UNSET_PTR) {
-        vlcf->mcp_servers = ngx_array_create(cf->pool, 2,
-                                             sizeof(ngx_voice_mcp_server_t));
-        if (vlcf->mcp_servers == NULL) {
+    scf = (ngx_voice_session_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (scf->mcp_servers == NGX_CONF_UNSET_PTR) {
+        scf->mcp_servers = ngx_array_create(cf->pool, 2,
+                                            sizeof(ngx_voice_mcp_server_t));
+        if (scf->mcp_servers == NULL) {
             return NGX_CONF_ERROR;
         }
     }
 
-    srv = ngx_array_push(vlcf->mcp_servers);
+    srv = ngx_array_push(scf->mcp_servers);
     if (srv == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -211,112 +289,10 @@ ngx_voice_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        if (ngx_strncmp(value[i].data, "label=", 6) == 0) {
-            srv->label.data = value[i].data + 6;
-            srv->label.len = value[i].len - 6;
-            continue;
+        rv = ngx_voice_session_mcp_param(cf, srv, &value[i]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
-
-        if (ngx_strncmp(value[i].data, "url=", 4) == 0) {
-            srv->url.data = value[i].data + 4;
-            srv->url.len = value[i].len - 4;
-
-            if (ngx_strncmp(srv->url.data, "https://", 8) != 0
-                && ngx_strncmp(srv->url.data, "http://", 7) != 0)
-            {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"voice_mcp_server\" url \"%V\"",
-                                   &srv->url);
-                return NGX_CONF_ERROR;
-            }
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "header=", 7) == 0) {
-            start = value[i].data + 7;
-            end = value[i].data + value[i].len;
-
-            p = ngx_strlchr(start, end, ':');
-            if (p == NULL || p == start) {
-                /* the value is not echoed: it may be a secret */
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid \"voice_mcp_server\" header: "
-                                   "\"header=Name: value\" expected");
-                return NGX_CONF_ERROR;
-            }
-
-            h = ngx_array_push(&srv->headers);
-            if (h == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            /* the argument is wiped below: the name needs its own copy */
-            h->name.len = p - start;
-            h->name.data = ngx_pnalloc(cf->pool, h->name.len);
-            if (h->name.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_memcpy(h->name.data, start, h->name.len);
-
-            for (p++; p < end && *p == ' '; p++) { /* void */ }
-
-            v.data = p;
-            v.len = end - p;
-
-            name.data = (u_char *) "voice_mcp_server header";
-            name.len = sizeof("voice_mcp_server header") - 1;
-
-            if (ngx_voice_secret_load(cf, &name, &v, &h->value)
-                != NGX_CONF_OK)
-            {
-                return NGX_CONF_ERROR;
-            }
-
-            /* the argument itself may hold a literal secret */
-            ngx_explicit_memzero(value[i].data, value[i].len);
-
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "allowed_tools=", 14) == 0) {
-            srv->allowed_tools = ngx_array_create(cf->pool, 4,
-                                                  sizeof(ngx_str_t));
-            if (srv->allowed_tools == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            start = value[i].data + 14;
-            end = value[i].data + value[i].len;
-
-            while (start < end) {
-                p = ngx_strlchr(start, end, ',');
-                if (p == NULL) {
-                    p = end;
-                }
-
-                if (p > start) {
-                    tool = ngx_array_push(srv->allowed_tools);
-                    if (tool == NULL) {
-                        return NGX_CONF_ERROR;
-                    }
-
-                    tool->data = start;
-                    tool->len = p - start;
-                }
-
-                start = p + 1;
-            }
-
-            continue;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"voice_mcp_server\" parameter; "
-                           "label=, url=, header= or allowed_tools= "
-                           "expected");
-        return NGX_CONF_ERROR;
     }
 
     if (srv->label.len == 0 || srv->url.len == 0) {
@@ -330,19 +306,148 @@ ngx_voice_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_voice_session_mcp_param(ngx_conf_t *cf, ngx_voice_mcp_server_t *srv,
+    ngx_str_t *value)
+{
+    ngx_str_t  v;
+
+    if (ngx_voice_session_param(value, "label=", &v)) {
+        srv->label = v;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_voice_session_param(value, "url=", &v)) {
+        if (ngx_strncmp(v.data, "https://", 8) != 0
+            && ngx_strncmp(v.data, "http://", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"voice_mcp_server\" url \"%V\"", &v);
+            return NGX_CONF_ERROR;
+        }
+
+        srv->url = v;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_voice_session_param(value, "header=", &v)) {
+        return ngx_voice_session_mcp_header(cf, srv, value);
+    }
+
+    if (ngx_voice_session_param(value, "allowed_tools=", &v)) {
+        return ngx_voice_session_mcp_tools(cf, srv, &v);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"voice_mcp_server\" parameter; "
+                       "label=, url=, header= or allowed_tools= expected");
+    return NGX_CONF_ERROR;
+}
+
+
+/* "header=Name: value"; the value may be a secret, env: or file: */
+static char *
+ngx_voice_session_mcp_header(ngx_conf_t *cf, ngx_voice_mcp_server_t *srv,
+    ngx_str_t *value)
+{
+    u_char              *p, *start, *end;
+    ngx_str_t            v, name;
+    ngx_voice_header_t  *h;
+
+    start = value->data + sizeof("header=") - 1;
+    end = value->data + value->len;
+
+    p = ngx_strlchr(start, end, ':');
+    if (p == NULL || p == start) {
+        /* the value is not echoed: it may be a secret */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_mcp_server\" header: "
+                           "\"header=Name: value\" expected");
+        return NGX_CONF_ERROR;
+    }
+
+    h = ngx_array_push(&srv->headers);
+    if (h == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the argument is wiped below: the name needs its own copy */
+    h->name.len = p - start;
+    h->name.data = ngx_pnalloc(cf->pool, h->name.len);
+    if (h->name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(h->name.data, start, h->name.len);
+
+    for (p++; p < end && *p == ' '; p++) { /* void */ }
+
+    v.data = p;
+    v.len = end - p;
+
+    ngx_str_set(&name, "voice_mcp_server header");
+
+    if (ngx_voice_secret_load(cf, &name, &v, &h->value) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the argument itself may hold a literal secret */
+    ngx_explicit_memzero(value->data, value->len);
+
+    return NGX_CONF_OK;
+}
+
+
+/* "allowed_tools=a,b" */
+static char *
+ngx_voice_session_mcp_tools(ngx_conf_t *cf, ngx_voice_mcp_server_t *srv,
+    ngx_str_t *list)
+{
+    u_char     *p, *start, *end;
+    ngx_str_t  *tool;
+
+    srv->allowed_tools = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+    if (srv->allowed_tools == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    start = list->data;
+    end = list->data + list->len;
+
+    while (start < end) {
+        p = ngx_strlchr(start, end, ',');
+        if (p == NULL) {
+            p = end;
+        }
+
+        if (p > start) {
+            tool = ngx_array_push(srv->allowed_tools);
+            if (tool == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            tool->data = start;
+            tool->len = p - start;
+        }
+
+        start = p + 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 char *
-ngx_voice_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
+ngx_voice_session_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_voice_loc_conf_t  *vlcf = conf;
+    ngx_voice_session_conf_t  *scf;
 
-    off_t             size;
-    ssize_t           n;
-    ngx_str_t        *value, name;
-    ngx_file_t        file;
-    ngx_file_info_t   fi;
+    ngx_str_t  *value, name;
 
-    if (vlcf->instructions.data) {
+    scf = (ngx_voice_session_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (scf->instructions.data) {
         return "is duplicate";
     }
 
@@ -353,22 +458,43 @@ ngx_voice_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_voice_session_read_file(cf, &name, &scf->instructions) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a whole file of at most 1m, read while the configuration is */
+static ngx_int_t
+ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
+{
+    off_t             size;
+    ssize_t           n;
+    ngx_file_t        file;
+    ngx_file_info_t   fi;
+
     ngx_memzero(&file, sizeof(ngx_file_t));
-    file.name = name;
+    file.name = *name;
     file.log = cf->log;
 
-    file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (file.fd == NGX_INVALID_FILE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_instructions_file\": cannot open \"%V\"",
-                           &name);
-        return NGX_CONF_ERROR;
+                           name);
+        return NGX_ERROR;
     }
 
     if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"voice_instructions_file\": cannot stat \"%V\"",
+                           name);
         (void) ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     size = ngx_file_size(&fi);
@@ -377,40 +503,69 @@ ngx_voice_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
         (void) ngx_close_file(file.fd);
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\" \"%V\" is larger "
-                           "than 1m", &name);
-        return NGX_CONF_ERROR;
+                           "than 1m", name);
+        return NGX_ERROR;
     }
 
-    vlcf->instructions.data = ngx_pnalloc(cf->pool, (size_t) size + 1);
-    if (vlcf->instructions.data == NULL) {
+    out->data = ngx_pnalloc(cf->pool, (size_t) size + 1);
+    if (out->data == NULL) {
         (void) ngx_close_file(file.fd);
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
-    n = ngx_read_file(&file, vlcf->instructions.data, (size_t) size, 0);
+    n = ngx_read_file(&file, out->data, (size_t) size, 0);
 
     (void) ngx_close_file(file.fd);
 
     if (n != (ssize_t) size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\": cannot read \"%V\"",
-                           &name);
-        return NGX_CONF_ERROR;
+                           name);
+        return NGX_ERROR;
     }
 
-    vlcf->instructions.len = (size_t) n;
+    out->len = (size_t) n;
 
-    return NGX_CONF_OK;
+    return NGX_OK;
 }
 
 
 ngx_int_t
-ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_session_conf_t *conf)
 {
-    yajl_gen                     g;
-    ngx_int_t                    rc;
-    ngx_uint_t                   i;
-    ngx_voice_turn_detection_t   def;
+    yajl_gen   g;
+    ngx_int_t  rc;
+
+    if (ngx_voice_session_check_text(cf, conf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_voice_session_gen_update(g, conf);
+
+    rc = ngx_voice_session_take(cf, g, &conf->session_update);
+
+    if (rc == NGX_OK && conf->greeting.len) {
+        yajl_gen_reset(g, NULL);
+        ngx_voice_session_gen_greeting(g, conf);
+        rc = ngx_voice_session_take(cf, g, &conf->greeting_item);
+    }
+
+    yajl_gen_free(g);
+
+    return rc;
+}
+
+
+/* OpenAI takes text frames only: what goes into them must be UTF-8 */
+static ngx_int_t
+ngx_voice_session_check_text(ngx_conf_t *cf, ngx_voice_session_conf_t *conf)
+{
+    ngx_uint_t  i;
 
     for (i = 0; ngx_voice_voices[i]; i++) {
         if (ngx_strlen(ngx_voice_voices[i]) == conf->voice.len
@@ -449,11 +604,14 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
         return NGX_ERROR;
     }
 
-    g = yajl_gen_alloc(NULL);
-    if (g == NULL) {
-        return NGX_ERROR;
-    }
+    return NGX_OK;
+}
 
+
+/* the GA shape: {"type":"session.update","session":{...}} */
+static void
+ngx_voice_session_gen_update(yajl_gen g, ngx_voice_session_conf_t *conf)
+{
     yajl_gen_map_open(g);
     ngx_voice_gen_str(g, "type");
     ngx_voice_gen_str(g, "session.update");
@@ -468,6 +626,28 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_gen_str(g, "audio");
     yajl_gen_array_close(g);
 
+    ngx_voice_session_gen_audio(g, conf);
+
+    if (conf->instructions.data) {
+        ngx_voice_gen_str(g, "instructions");
+        ngx_voice_gen_ngx_str(g, &conf->instructions);
+    }
+
+    if (conf->mcp_servers && conf->mcp_servers->nelts) {
+        ngx_voice_session_tools(g, conf->mcp_servers);
+    }
+
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+}
+
+
+/* mu-law both ways: Twilio's own format, no transcoding */
+static void
+ngx_voice_session_gen_audio(yajl_gen g, ngx_voice_session_conf_t *conf)
+{
+    ngx_voice_turn_detection_t  def;
+
     ngx_voice_gen_str(g, "audio");
     yajl_gen_map_open(g);
 
@@ -479,18 +659,15 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_gen_str(g, "audio/pcmu");
     yajl_gen_map_close(g);
 
-    if (conf->turn_detection == NULL) {
+    if (conf->turn_detection) {
+        ngx_voice_session_turn_detection(g, conf->turn_detection);
+
+    } else {
         ngx_memzero(&def, sizeof(def));
         ngx_str_set(&def.type, "server_vad");
         def.silence_duration_ms = -1;
         def.prefix_padding_ms = -1;
-        conf->turn_detection = &def;
-    }
-
-    ngx_voice_session_turn_detection(g, conf->turn_detection);
-
-    if (conf->turn_detection == &def) {
-        conf->turn_detection = NULL;
+        ngx_voice_session_turn_detection(g, &def);
     }
 
     yajl_gen_map_close(g);
@@ -507,31 +684,13 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     yajl_gen_map_close(g);
 
     yajl_gen_map_close(g);
+}
 
-    if (conf->instructions.data) {
-        ngx_voice_gen_str(g, "instructions");
-        ngx_voice_gen_ngx_str(g, &conf->instructions);
-    }
 
-    if (conf->mcp_servers && conf->mcp_servers->nelts) {
-        ngx_voice_session_tools(g, conf->mcp_servers);
-    }
-
-    yajl_gen_map_close(g);
-    yajl_gen_map_close(g);
-
-    if (ngx_voice_session_take(cf, g, &conf->session_update) != NGX_OK) {
-        yajl_gen_free(g);
-        return NGX_ERROR;
-    }
-
-    if (conf->greeting.len == 0) {
-        yajl_gen_free(g);
-        return NGX_OK;
-    }
-
-    yajl_gen_reset(g, NULL);
-
+/* a user message asking for the greeting */
+static void
+ngx_voice_session_gen_greeting(yajl_gen g, ngx_voice_session_conf_t *conf)
+{
     yajl_gen_map_open(g);
     ngx_voice_gen_str(g, "type");
     ngx_voice_gen_str(g, "conversation.item.create");
@@ -552,12 +711,6 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-
-    rc = ngx_voice_session_take(cf, g, &conf->greeting_item);
-
-    yajl_gen_free(g);
-
-    return rc;
 }
 
 
@@ -691,15 +844,6 @@ ngx_voice_session_take(ngx_conf_t *cf, yajl_gen g, ngx_str_t *out)
     yajl_gen_clear(g);
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_voice_session_parse_int(ngx_str_t *value, ngx_int_t *n)
-{
-    *n = ngx_atoi(value->data, value->len);
-
-    return (*n == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 

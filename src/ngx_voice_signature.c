@@ -1,6 +1,10 @@
 
 /*
  * Copyright (C) ngx_voice authors
+ *
+ * X-Twilio-Signature: form bodies parsed as Twilio's libraries parse them,
+ * HMAC-SHA1 over the URL variants Twilio's backend signs, and the
+ * directives that say what that URL is.
  */
 
 
@@ -279,4 +283,212 @@ ngx_voice_params_equal(ngx_voice_param_t *a, ngx_voice_param_t *b)
            && a->value.len == b->value.len
            && ngx_memcmp(a->name.data, b->name.data, a->name.len) == 0
            && ngx_memcmp(a->value.data, b->value.data, a->value.len) == 0;
+}
+
+
+void
+ngx_voice_signature_create_conf(ngx_voice_signature_conf_t *conf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->auth_token = { 0, NULL };
+     *     conf->public_url = { 0, NULL };
+     *     conf->public_host = { 0, NULL };
+     *     conf->stream_url = { 0, NULL };
+     *     conf->stream_host = { 0, NULL };
+     *     conf->stream_sig_host = { 0, NULL };
+     */
+
+    conf->enabled = NGX_CONF_UNSET;
+}
+
+
+char *
+ngx_voice_signature_merge_conf(ngx_conf_t *cf,
+    ngx_voice_signature_conf_t *prev, ngx_voice_signature_conf_t *conf)
+{
+    ngx_conf_merge_value(conf->enabled, prev->enabled, 1);
+    ngx_conf_merge_str_value(conf->auth_token, prev->auth_token, "");
+
+    if (conf->public_url.data == NULL) {
+        conf->public_url = prev->public_url;
+        conf->public_host = prev->public_host;
+    }
+
+    if (conf->stream_url.data == NULL) {
+        conf->stream_url = prev->stream_url;
+        conf->stream_host = prev->stream_host;
+    }
+
+    /* derived here, never inherited: an inner voice_public_url counts */
+    conf->stream_sig_host = conf->stream_host.data ? conf->stream_host
+                                                   : conf->public_host;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_voice_signature_set_public_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_signature_conf_t  *scf;
+
+    ngx_str_t  *value, scheme, host, port, path;
+
+    scf = (ngx_voice_signature_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (scf->public_url.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_voice_parse_url(&value[1], &scheme, &host, &port, &path)
+        != NGX_OK
+        || !((scheme.len == 5 && ngx_strncmp(scheme.data, "https", 5) == 0)
+             || (scheme.len == 4 && ngx_strncmp(scheme.data, "http", 4) == 0)))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_public_url\" \"%V\": "
+                           "http(s)://host[:port] expected", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (path.len > 1 || (path.len == 1 && path.data[0] != '/')) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_public_url\" \"%V\" must not have a "
+                           "path: the request URI is appended to it",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* a lone trailing "/" would double the request URI's own */
+
+    scf->public_url.data = value[1].data;
+    scf->public_url.len = value[1].len - path.len;
+    scf->public_host = host;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_voice_signature_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_signature_conf_t  *scf;
+
+    ngx_str_t  *value, scheme, host, port, path;
+
+    scf = (ngx_voice_signature_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (scf->stream_url.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_voice_parse_url(&value[1], &scheme, &host, &port, &path)
+        != NGX_OK
+        || scheme.len != 3 || ngx_strncmp(scheme.data, "wss", 3) != 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_stream_url\" \"%V\": "
+                           "wss://host[/path] expected", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strlchr(path.data, path.data + path.len, '?')
+        || ngx_strlchr(path.data, path.data + path.len, '#'))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_stream_url\" \"%V\" must not have a "
+                           "query string: Twilio drops it", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (port.len && !(port.len == 3 && ngx_strncmp(port.data, "443", 3) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_stream_url\" \"%V\" must not have a "
+                           "port other than 443: Twilio streams only to "
+                           "port 443", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    scf->stream_url = value[1];
+    scf->stream_host = host;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_voice_parse_url(ngx_str_t *url, ngx_str_t *scheme, ngx_str_t *host,
+    ngx_str_t *port, ngx_str_t *path)
+{
+    u_char     *p, *end, *colon, *authority;
+    ngx_int_t   n;
+
+    p = url->data;
+    end = url->data + url->len;
+
+    colon = ngx_strlcasestrn(p, end, (u_char *) "://", 3 - 1);
+    if (colon == NULL || colon == p) {
+        return NGX_ERROR;
+    }
+
+    scheme->data = p;
+    scheme->len = colon - p;
+
+    authority = colon + 3;
+
+    for (p = authority; p < end; p++) {
+        if (*p == '/' || *p == '?' || *p == '#') {
+            break;
+        }
+
+        if (*p == '@') {
+            return NGX_ERROR;
+        }
+    }
+
+    path->data = p;
+    path->len = end - p;
+
+    host->data = authority;
+    host->len = p - authority;
+    port->data = p;
+    port->len = 0;
+
+    colon = authority;
+
+    if (authority < p && *authority == '[') {
+        /* an IPv6 literal: its port follows the closing bracket */
+        colon = ngx_strlchr(authority, p, ']');
+        if (colon == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    colon = ngx_strlchr(colon, p, ':');
+
+    if (colon) {
+        host->len = colon - authority;
+        port->data = colon + 1;
+        port->len = p - colon - 1;
+
+        n = ngx_atoi(port->data, port->len);
+        if (n < 1 || n > 65535) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (host->len == 0) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }

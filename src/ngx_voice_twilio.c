@@ -12,7 +12,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_voice_call.h"
+#include "ngx_voice_twilio.h"
 
 
 enum {
@@ -26,22 +26,33 @@ enum {
 };
 
 
-static ngx_int_t ngx_voice_twilio_data(ngx_voice_peer_t *peer,
+static ngx_int_t ngx_voice_twilio_message(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
-static ngx_int_t ngx_voice_twilio_fail(ngx_voice_call_t *call,
-    ngx_uint_t code, const char *reason);
+static void ngx_voice_twilio_peer_failed(ngx_voice_peer_t *peer,
+    ngx_uint_t code, const char *text, const char *reason);
+static ngx_uint_t ngx_voice_twilio_paused(ngx_voice_peer_t *peer);
+static ngx_int_t ngx_voice_twilio_fail(ngx_voice_twilio_t *tw,
+    ngx_uint_t code, const char *what);
 static void ngx_voice_twilio_begin(void *data);
 static int ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len);
+static int ngx_voice_twilio_payload(ngx_voice_twilio_t *tw, const u_char *s,
+    size_t len);
 static int ngx_voice_twilio_number(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len);
 static ngx_int_t ngx_voice_twilio_dispatch(void *data);
-static ngx_int_t ngx_voice_twilio_start(ngx_voice_call_t *call);
-static void ngx_voice_twilio_copy(ngx_str_t *dst, u_char *buf, size_t size,
-    const unsigned char *s, size_t len);
-static ngx_int_t ngx_voice_twilio_emit(ngx_voice_call_t *call,
-    const char *head, size_t head_len, u_char *value, size_t len,
-    const char *tail, size_t tail_len);
+static ngx_int_t ngx_voice_twilio_start(ngx_voice_twilio_t *tw);
+static ngx_int_t ngx_voice_twilio_reject_start(ngx_voice_twilio_t *tw,
+    const char *what);
+static ngx_int_t ngx_voice_twilio_send(ngx_voice_twilio_t *tw,
+    ngx_str_t *parts, ngx_uint_t nparts);
+
+
+static const ngx_voice_peer_handler_t  ngx_voice_twilio_peer_handler = {
+    ngx_voice_twilio_message,
+    ngx_voice_twilio_peer_failed,
+    ngx_voice_twilio_paused
+};
 
 
 static ngx_voice_json_handler_t  ngx_voice_twilio_json = {
@@ -53,61 +64,181 @@ static ngx_voice_json_handler_t  ngx_voice_twilio_json = {
 
 
 ngx_int_t
-ngx_voice_twilio_init(ngx_voice_call_t *call)
+ngx_voice_twilio_take_over(ngx_voice_twilio_t *tw, ngx_http_request_t *r)
 {
-    ngx_voice_peer_t  *peer;
+    ngx_connection_t  *c;
 
-    peer = &call->twilio;
+    c = r->connection;
 
-    if (ngx_voice_peer_init(peer, call, call->request->connection, 0,
-                            "Twilio", ngx_voice_twilio_data)
+    tw->request = r;
+    tw->peer.name = "Twilio";
+    tw->peer.handler = &ngx_voice_twilio_peer_handler;
+    tw->peer.data = tw;
+
+    /* the Twilio leg is our client: its faults are logged at info */
+    tw->peer.log_level = NGX_LOG_INFO;
+
+    if (ngx_voice_peer_init(&tw->peer, c, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_voice_json_init(&tw->json, &ngx_voice_twilio_json, tw,
+                            tw->peer.log)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    return ngx_voice_json_init(&peer->json, &ngx_voice_twilio_json, call,
-                               call->log);
+    /* the request stays ours until the owner finalizes it */
+
+    r->main->count++;
+    r->keepalive = 0;
+
+    c->log->action = "relaying a voice call";
+
+    if (c->tcp_nodelay == NGX_TCP_NODELAY_UNSET) {
+        /* a failure is not fatal: audio still flows, a little later */
+        (void) ngx_tcp_nodelay(c);
+    }
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_voice_twilio_read_early(ngx_voice_twilio_t *tw)
+{
+    ngx_int_t          rc;
+    ngx_buf_t         *b;
+    ngx_connection_t  *c;
+
+    b = tw->request->header_in;
+    c = tw->request->connection;
+    rc = NGX_OK;
+
+    if (b->pos < b->last) {
+        rc = ngx_voice_peer_feed(&tw->peer, b->pos, b->last);
+        b->pos = b->last;
+    }
+
+    if (rc == NGX_OK && c->read->ready) {
+        ngx_post_event(c->read, &ngx_posted_events);
+    }
+}
+
+
+ngx_int_t
+ngx_voice_twilio_write_queued(ngx_voice_twilio_t *tw)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = tw->request;
+    c = r->connection;
+
+    if (tw->peer.eof) {
+        return NGX_OK;
+    }
+
+    if (c->buffered & NGX_HTTP_WRITE_BUFFERED) {
+        rc = ngx_http_output_filter(r, NULL);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (c->buffered & NGX_HTTP_WRITE_BUFFERED) {
+            return ngx_handle_write_event(c->write, 0) == NGX_OK
+                   ? NGX_AGAIN : NGX_ERROR;
+        }
+    }
+
+    return ngx_voice_peer_write_queued(&tw->peer);
+}
+
+
+void
+ngx_voice_twilio_free(ngx_voice_twilio_t *tw)
+{
+    ngx_voice_json_free(&tw->json);
 }
 
 
 static ngx_int_t
-ngx_voice_twilio_data(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
+ngx_voice_twilio_message(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
-    ngx_int_t          rc;
-    ngx_voice_call_t  *call;
+    ngx_int_t            rc;
+    ngx_voice_twilio_t  *tw;
 
-    call = peer->call;
+    tw = peer->data;
 
-    if (peer->parser.msg_len > call->conf->max_message_size) {
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+    if (peer->parser.msg_len > tw->max_message) {
+        ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                       "voice: Twilio message larger than "
-                      "voice_max_message_size %uz",
-                      call->conf->max_message_size);
-        return ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_TOO_BIG,
+                      "voice_max_message_size %uz", tw->max_message);
+        return ngx_voice_twilio_fail(tw, NGX_VOICE_WS_CLOSE_TOO_BIG,
                                      "message too big");
     }
 
-    rc = ngx_voice_peer_json(peer, ev);
+    rc = ngx_voice_json_feed(&tw->json, ev->data, ev->len, ev->first,
+                             ev->last);
 
-    if (rc != NGX_DECLINED) {
-        return rc;
+    if (rc == NGX_OK) {
+        return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+    if (rc == NGX_ABORT) {
+        /* a handler stopped it, and has said why */
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                   "voice: Twilio sent a message that is not JSON, "
                   "or not one JSON object");
-    return ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
+    return ngx_voice_twilio_fail(tw, NGX_VOICE_WS_CLOSE_BAD_DATA,
                                  "invalid JSON");
 }
 
 
-static ngx_int_t
-ngx_voice_twilio_fail(ngx_voice_call_t *call, ngx_uint_t code,
-    const char *reason)
+static void
+ngx_voice_twilio_peer_failed(ngx_voice_peer_t *peer, ngx_uint_t code,
+    const char *text, const char *reason)
 {
-    ngx_voice_call_set_reason(call, "Twilio: %s", reason);
-    ngx_voice_call_end(call, code, NGX_VOICE_WS_CLOSE_NORMAL, reason);
+    ngx_voice_twilio_t  *tw;
+
+    tw = peer->data;
+
+    tw->handler->failed(tw, code, text, reason);
+}
+
+
+static ngx_uint_t
+ngx_voice_twilio_paused(ngx_voice_peer_t *peer)
+{
+    ngx_voice_twilio_t  *tw;
+
+    tw = peer->data;
+
+    return tw->handler->paused(tw);
+}
+
+
+/* "what" is the close frame's text; the reason is "Twilio: what" */
+static ngx_int_t
+ngx_voice_twilio_fail(ngx_voice_twilio_t *tw, ngx_uint_t code,
+    const char *what)
+{
+    u_char  reason[128];
+
+    (void) ngx_snprintf(reason, sizeof(reason), "Twilio: %s%Z", what);
+
+    tw->handler->failed(tw, code, what, (char *) reason);
+
     return NGX_ERROR;
 }
 
@@ -116,13 +247,13 @@ static int
 ngx_voice_twilio_number(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_twilio_t  *tw = data;
 
     if (ngx_voice_json_at(path, "start", "mediaFormat", "sampleRate")) {
-        call->tw.sample_rate = ngx_atoi((u_char *) s, len);
+        tw->msg.sample_rate = ngx_atoi((u_char *) s, len);
 
     } else if (ngx_voice_json_at(path, "start", "mediaFormat", "channels")) {
-        call->tw.channels = ngx_atoi((u_char *) s, len);
+        tw->msg.channels = ngx_atoi((u_char *) s, len);
     }
 
     return 1;
@@ -133,79 +264,100 @@ static int
 ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_twilio_t  *tw = data;
 
-    u_char                  *p;
-    ngx_voice_twilio_msg_t  *tw;
+    ngx_voice_twilio_msg_t  *msg;
 
-    tw = &call->tw;
+    msg = &tw->msg;
 
     if (ngx_voice_json_at(path, "event", NULL, NULL)) {
 
         if (len == 5 && ngx_strncmp(s, "media", 5) == 0) {
-            tw->event = NGX_VOICE_TW_MEDIA;
+            msg->event = NGX_VOICE_TW_MEDIA;
 
         } else if (len == 4 && ngx_strncmp(s, "mark", 4) == 0) {
-            tw->event = NGX_VOICE_TW_MARK;
+            msg->event = NGX_VOICE_TW_MARK;
 
         } else if (len == 5 && ngx_strncmp(s, "start", 5) == 0) {
-            tw->event = NGX_VOICE_TW_START;
+            msg->event = NGX_VOICE_TW_START;
 
         } else if (len == 9 && ngx_strncmp(s, "connected", 9) == 0) {
-            tw->event = NGX_VOICE_TW_CONNECTED;
+            msg->event = NGX_VOICE_TW_CONNECTED;
 
         } else if (len == 4 && ngx_strncmp(s, "dtmf", 4) == 0) {
-            tw->event = NGX_VOICE_TW_DTMF;
+            msg->event = NGX_VOICE_TW_DTMF;
 
         } else if (len == 4 && ngx_strncmp(s, "stop", 4) == 0) {
-            tw->event = NGX_VOICE_TW_STOP;
+            msg->event = NGX_VOICE_TW_STOP;
         }
 
     } else if (ngx_voice_json_at(path, "media", "payload", NULL)) {
-
-        if (!ngx_voice_json_is_base64(s, len)) {
-            ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                          "voice: Twilio media payload is not base64");
-            (void) ngx_voice_twilio_fail(call, NGX_VOICE_WS_CLOSE_BAD_DATA,
-                                         "payload is not base64");
-            return 0;
-        }
-
-        if (tw->event == NGX_VOICE_TW_MEDIA) {
-            /* the usual order: copied once, straight to OpenAI */
-            tw->payload_sent = 1;
-            return ngx_voice_call_caller_audio(call, (u_char *) s, len)
-                   == NGX_OK;
-        }
-
-        p = ngx_voice_call_scratch(&call->twilio, len);
-        if (p == NULL) {
-            return 0;
-        }
-
-        ngx_memcpy(p, s, len);
-        tw->payload.data = p;
-        tw->payload.len = len;
+        return ngx_voice_twilio_payload(tw, s, len);
 
     } else if (ngx_voice_json_at(path, "streamSid", NULL, NULL)
                || ngx_voice_json_at(path, "start", "streamSid", NULL))
     {
-        ngx_voice_twilio_copy(&tw->stream_sid, tw->sid, sizeof(tw->sid),
-                              s, len);
+        ngx_voice_json_copy(&msg->stream_sid, msg->stream_sid_buf,
+                            sizeof(msg->stream_sid_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "start", "callSid", NULL)) {
-        ngx_voice_twilio_copy(&tw->call_sid, tw->csid, sizeof(tw->csid),
-                              s, len);
+        ngx_voice_json_copy(&msg->call_sid, msg->call_sid_buf,
+                            sizeof(msg->call_sid_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "start", "mediaFormat", "encoding")) {
-        ngx_voice_twilio_copy(&tw->encoding, tw->enc, sizeof(tw->enc), s, len);
+        ngx_voice_json_copy(&msg->encoding, msg->encoding_buf,
+                            sizeof(msg->encoding_buf), s, len);
 
     } else if (ngx_voice_json_at(path, "mark", "name", NULL)) {
-        ngx_voice_twilio_copy(&tw->mark, tw->mk, sizeof(tw->mk), s, len);
+        ngx_voice_json_copy(&msg->mark, msg->mark_buf, sizeof(msg->mark_buf),
+                            s, len);
 
     } else if (ngx_voice_json_at(path, "dtmf", "digit", NULL)) {
-        ngx_voice_twilio_copy(&tw->digit, tw->dg, sizeof(tw->dg), s, len);
+        ngx_voice_json_copy(&msg->digit, msg->digit_buf,
+                            sizeof(msg->digit_buf), s, len);
     }
+
+    return 1;
+}
+
+
+static int
+ngx_voice_twilio_payload(ngx_voice_twilio_t *tw, const u_char *s, size_t len)
+{
+    ngx_int_t  rc;
+
+    if (!ngx_voice_json_is_base64(s, len)) {
+        ngx_log_error(NGX_LOG_INFO, tw->peer.log, 0,
+                      "voice: Twilio media payload is not base64");
+        (void) ngx_voice_twilio_fail(tw, NGX_VOICE_WS_CLOSE_BAD_DATA,
+                                     "payload is not base64");
+        return 0;
+    }
+
+    if (tw->msg.event == NGX_VOICE_TW_MEDIA) {
+        /* the usual order: copied once, straight to the owner */
+        tw->msg.payload_sent = 1;
+        return tw->handler->media(tw, (u_char *) s, len) == NGX_OK;
+    }
+
+    /* "event" comes later: the payload waits for it */
+
+    rc = ngx_voice_json_scratch(&tw->scratch, tw->peer.pool, tw->max_message,
+                                len, tw->peer.log, "Twilio");
+
+    if (rc != NGX_OK) {
+        (void) ngx_voice_twilio_fail(tw,
+                                     rc == NGX_DECLINED
+                                     ? NGX_VOICE_WS_CLOSE_TOO_BIG
+                                     : NGX_VOICE_WS_CLOSE_ERROR,
+                                     rc == NGX_DECLINED ? "message too big"
+                                                        : "out of memory");
+        return 0;
+    }
+
+    ngx_memcpy(tw->scratch, s, len);
+    tw->msg.payload.data = tw->scratch;
+    tw->msg.payload.len = len;
 
     return 1;
 }
@@ -215,9 +367,9 @@ ngx_voice_twilio_string(void *data, ngx_voice_json_path_t *path,
 static void
 ngx_voice_twilio_begin(void *data)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_twilio_t  *tw = data;
 
-    ngx_memzero(&call->tw, offsetof(ngx_voice_twilio_msg_t, sid));
+    ngx_memzero(&tw->msg, offsetof(ngx_voice_twilio_msg_t, stream_sid_buf));
 }
 
 
@@ -225,47 +377,43 @@ ngx_voice_twilio_begin(void *data)
 static ngx_int_t
 ngx_voice_twilio_dispatch(void *data)
 {
-    ngx_voice_call_t  *call = data;
+    ngx_voice_twilio_t  *tw = data;
 
-    ngx_voice_twilio_msg_t  *tw;
+    ngx_voice_twilio_msg_t  *msg;
 
-    tw = &call->tw;
+    msg = &tw->msg;
 
-    switch (tw->event) {
+    switch (msg->event) {
 
     case NGX_VOICE_TW_START:
-        return ngx_voice_twilio_start(call);
+        return ngx_voice_twilio_start(tw);
 
     case NGX_VOICE_TW_MEDIA:
-        if (!tw->payload_sent && tw->payload.len) {
-            return ngx_voice_call_caller_audio(call, tw->payload.data,
-                                               tw->payload.len);
+        if (!msg->payload_sent && msg->payload.len) {
+            return tw->handler->media(tw, msg->payload.data,
+                                      msg->payload.len);
         }
 
         return NGX_OK;
 
     case NGX_VOICE_TW_MARK:
-        ngx_voice_playback_mark_echoed(call, &tw->mark);
-        return NGX_OK;
+        return tw->handler->mark(tw, &msg->mark);
 
     case NGX_VOICE_TW_DTMF:
-        if (!call->conf->dtmf || tw->digit.len != 1
+        if (msg->digit.len != 1
             || ngx_strlchr((u_char *) "0123456789*#ABCD",
                            (u_char *) "0123456789*#ABCD" + 16,
-                           tw->digit.data[0]) == NULL)
+                           msg->digit.data[0]) == NULL)
         {
             return NGX_OK;
         }
 
-        return ngx_voice_realtime_dtmf(call, tw->digit.data[0]);
+        return tw->handler->dtmf(tw, msg->digit.data[0]);
 
     case NGX_VOICE_TW_STOP:
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
+        ngx_log_error(NGX_LOG_INFO, tw->peer.log, 0,
                       "voice: Twilio stopped the stream");
-        ngx_voice_call_set_reason(call, "Twilio stop");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_NORMAL,
-                           NGX_VOICE_WS_CLOSE_NORMAL, NULL);
-        return NGX_ERROR;
+        return tw->handler->stop(tw);
 
     default:
         return NGX_OK;
@@ -273,178 +421,131 @@ ngx_voice_twilio_dispatch(void *data)
 }
 
 
+/* the stream's format and streamSid; the owner checks the callSid */
 static ngx_int_t
-ngx_voice_twilio_start(ngx_voice_call_t *call)
+ngx_voice_twilio_start(ngx_voice_twilio_t *tw)
 {
     size_t                   i;
-    ngx_voice_twilio_msg_t  *tw;
+    ngx_voice_twilio_msg_t  *msg;
 
-    tw = &call->tw;
+    msg = &tw->msg;
 
-    if (call->started) {
+    if (tw->started) {
         return NGX_OK;
     }
 
-    if (tw->call_sid.len != call->info.call_sid.len
-        || ngx_memcmp(tw->call_sid.data, call->info.call_sid.data,
-                      tw->call_sid.len) != 0)
-    {
-        ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                      "voice: Twilio start callSid does not match the "
-                      "call the token was minted for");
-        ngx_voice_call_set_reason(call, "callSid mismatch");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_POLICY, 0,
-                           "callSid mismatch");
-        return NGX_ERROR;
-    }
-
-    if (tw->encoding.len != sizeof("audio/x-mulaw") - 1
-        || ngx_strncmp(tw->encoding.data, "audio/x-mulaw",
+    if (msg->encoding.len != sizeof("audio/x-mulaw") - 1
+        || ngx_strncmp(msg->encoding.data, "audio/x-mulaw",
                        sizeof("audio/x-mulaw") - 1) != 0
-        || tw->sample_rate != 8000 || tw->channels != 1)
+        || msg->sample_rate != 8000 || msg->channels != 1)
     {
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "voice: Twilio start has an unsupported mediaFormat");
-        ngx_voice_call_set_reason(call, "unsupported mediaFormat");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_POLICY, 0,
-                           "unsupported mediaFormat");
-        return NGX_ERROR;
+        return ngx_voice_twilio_reject_start(tw, "unsupported mediaFormat");
     }
 
-    for (i = 0; i < tw->stream_sid.len; i++) {
-        if (!isalnum(tw->stream_sid.data[i])) {
+    for (i = 0; i < msg->stream_sid.len; i++) {
+        if (!isalnum(msg->stream_sid.data[i])) {
             break;
         }
     }
 
-    if (tw->stream_sid.len == 0 || i != tw->stream_sid.len) {
-        ngx_log_error(NGX_LOG_INFO, call->log, 0,
-                      "voice: Twilio start has no valid streamSid");
-        ngx_voice_call_set_reason(call, "invalid streamSid");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_POLICY, 0,
-                           "invalid streamSid");
+    if (msg->stream_sid.len == 0 || i != msg->stream_sid.len) {
+        return ngx_voice_twilio_reject_start(tw, "invalid streamSid");
+    }
+
+    tw->stream_sid.data = tw->stream_sid_buf;
+    tw->stream_sid.len = msg->stream_sid.len;
+    ngx_memcpy(tw->stream_sid_buf, msg->stream_sid.data,
+               msg->stream_sid.len);
+
+    tw->started = 1;
+
+    return tw->handler->start(tw, &msg->call_sid);
+}
+
+
+static ngx_int_t
+ngx_voice_twilio_reject_start(ngx_voice_twilio_t *tw, const char *what)
+{
+    ngx_log_error(NGX_LOG_INFO, tw->peer.log, 0,
+                  "voice: Twilio start has %s",
+                  what[0] == 'u' ? "an unsupported mediaFormat"
+                                 : "no valid streamSid");
+
+    tw->handler->failed(tw, NGX_VOICE_WS_CLOSE_POLICY, what, what);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_voice_twilio_send_media(ngx_voice_twilio_t *tw, u_char *payload,
+    size_t len)
+{
+    ngx_str_t  parts[5];
+
+    ngx_str_set(&parts[0], "{\"event\":\"media\",\"streamSid\":\"");
+    parts[1] = tw->stream_sid;
+    ngx_str_set(&parts[2], "\",\"media\":{\"payload\":\"");
+    parts[3].data = payload;
+    parts[3].len = len;
+    ngx_str_set(&parts[4], "\"}}");
+
+    return ngx_voice_twilio_send(tw, parts, 5);
+}
+
+
+ngx_int_t
+ngx_voice_twilio_send_mark(ngx_voice_twilio_t *tw, ngx_str_t *name)
+{
+    ngx_str_t  parts[5];
+
+    ngx_str_set(&parts[0], "{\"event\":\"mark\",\"streamSid\":\"");
+    parts[1] = tw->stream_sid;
+    ngx_str_set(&parts[2], "\",\"mark\":{\"name\":\"");
+    parts[3] = *name;
+    ngx_str_set(&parts[4], "\"}}");
+
+    return ngx_voice_twilio_send(tw, parts, 5);
+}
+
+
+ngx_int_t
+ngx_voice_twilio_send_clear(ngx_voice_twilio_t *tw)
+{
+    ngx_str_t  parts[3];
+
+    ngx_str_set(&parts[0], "{\"event\":\"clear\",\"streamSid\":\"");
+    parts[1] = tw->stream_sid;
+    ngx_str_set(&parts[2], "\"}");
+
+    return ngx_voice_twilio_send(tw, parts, 3);
+}
+
+
+/* what a write to Twilio came to: NGX_OK, or NGX_ERROR once reported */
+static ngx_int_t
+ngx_voice_twilio_send(ngx_voice_twilio_t *tw, ngx_str_t *parts,
+    ngx_uint_t nparts)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_voice_peer_send(&tw->peer, NGX_VOICE_WS_TEXT, parts, nparts);
+
+    if (rc == NGX_OK || rc == NGX_DECLINED) {
+        /* declined: our close is out, nothing more goes */
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        ngx_log_error(NGX_LOG_INFO, tw->peer.log, 0,
+                      "voice: Twilio is not reading, voice_buffer_size "
+                      "%uz reached", tw->peer.limit);
+        tw->handler->failed(tw, NGX_VOICE_WS_CLOSE_ERROR, NULL,
+                            "Twilio is not reading");
         return NGX_ERROR;
     }
 
-    call->stream_sid.data = call->sid;
-    call->stream_sid.len = tw->stream_sid.len;
-    ngx_memcpy(call->sid, tw->stream_sid.data, tw->stream_sid.len);
-
-    call->started = 1;
-
-    ngx_voice_call_start_checked(call);
-
-    return call->done ? NGX_ERROR : NGX_OK;
-}
-
-
-/* a bounded copy; a value too long for "buf" is kept empty */
-static void
-ngx_voice_twilio_copy(ngx_str_t *dst, u_char *buf, size_t size,
-    const unsigned char *s, size_t len)
-{
-    if (len > size) {
-        dst->len = 0;
-        return;
-    }
-
-    ngx_memcpy(buf, s, len);
-    dst->data = buf;
-    dst->len = len;
-}
-
-
-ngx_int_t
-ngx_voice_twilio_media(ngx_voice_call_t *call, u_char *payload, size_t len)
-{
-    static const char  head[] = "{\"event\":\"media\",\"streamSid\":\"";
-    static const char  mid[] = "\",\"media\":{\"payload\":\"";
-    static const char  tail[] = "\"}}";
-
-    ngx_int_t          rc;
-    ngx_voice_peer_t  *peer;
-
-    peer = &call->twilio;
-
-    rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_TEXT,
-                              sizeof(head) - 1 + call->stream_sid.len
-                              + sizeof(mid) - 1 + len + sizeof(tail) - 1);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    (void) ngx_voice_peer_append(peer, (u_char *) head, sizeof(head) - 1);
-    (void) ngx_voice_peer_append(peer, call->stream_sid.data,
-                                 call->stream_sid.len);
-    (void) ngx_voice_peer_append(peer, (u_char *) mid, sizeof(mid) - 1);
-    (void) ngx_voice_peer_append(peer, payload, len);
-
-    return ngx_voice_peer_append(peer, (u_char *) tail, sizeof(tail) - 1);
-}
-
-
-ngx_int_t
-ngx_voice_twilio_mark(ngx_voice_call_t *call, u_char *name, size_t len)
-{
-    static const char  head[] = "{\"event\":\"mark\",\"streamSid\":\"";
-    static const char  tail[] = "\"}}";
-
-    return ngx_voice_twilio_emit(call, head, sizeof(head) - 1, name, len,
-                                 tail, sizeof(tail) - 1);
-}
-
-
-ngx_int_t
-ngx_voice_twilio_clear(ngx_voice_call_t *call)
-{
-    static const char  head[] = "{\"event\":\"clear\",\"streamSid\":\"";
-    static const char  tail[] = "\"}";
-
-    ngx_int_t          rc;
-    ngx_voice_peer_t  *peer;
-
-    peer = &call->twilio;
-
-    rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_TEXT,
-                              sizeof(head) - 1 + call->stream_sid.len
-                              + sizeof(tail) - 1);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    (void) ngx_voice_peer_append(peer, (u_char *) head, sizeof(head) - 1);
-    (void) ngx_voice_peer_append(peer, call->stream_sid.data,
-                                 call->stream_sid.len);
-
-    return ngx_voice_peer_append(peer, (u_char *) tail, sizeof(tail) - 1);
-}
-
-
-/* {"event":"mark","streamSid":"SID","mark":{"name":"NAME"}} */
-static ngx_int_t
-ngx_voice_twilio_emit(ngx_voice_call_t *call, const char *head,
-    size_t head_len, u_char *value, size_t len, const char *tail,
-    size_t tail_len)
-{
-    static const char  mid[] = "\",\"mark\":{\"name\":\"";
-
-    ngx_int_t          rc;
-    ngx_voice_peer_t  *peer;
-
-    peer = &call->twilio;
-
-    rc = ngx_voice_peer_frame(peer, NGX_VOICE_WS_TEXT,
-                              head_len + call->stream_sid.len
-                              + sizeof(mid) - 1 + len + tail_len);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    (void) ngx_voice_peer_append(peer, (u_char *) head, head_len);
-    (void) ngx_voice_peer_append(peer, call->stream_sid.data,
-                                 call->stream_sid.len);
-    (void) ngx_voice_peer_append(peer, (u_char *) mid, sizeof(mid) - 1);
-    (void) ngx_voice_peer_append(peer, value, len);
-
-    return ngx_voice_peer_append(peer, (u_char *) tail, tail_len);
+    tw->handler->failed(tw, NGX_VOICE_WS_CLOSE_ERROR, NULL,
+                        "Twilio: out of memory");
+    return NGX_ERROR;
 }

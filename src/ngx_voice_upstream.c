@@ -7,7 +7,8 @@
  * non-blocking connect to each address in turn, TLS with nginx's ngx_ssl
  * (SNI, certificate and host name checks, sessions reused across calls),
  * then the WebSocket client handshake.  voice_connect_timeout covers it
- * all.
+ * all; each connect attempt gets its share of what is left of it, so an
+ * address that swallows SYNs does not use up the others' time.
  */
 
 
@@ -19,152 +20,224 @@
 #include <ngx_sha1.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
-#include "ngx_voice_call.h"
+#include "ngx_voice_upstream.h"
 
 
 #define NGX_VOICE_HANDSHAKE_MAX  4096
 #define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
+static void ngx_voice_upstream_handler(ngx_event_t *ev);
+static void ngx_voice_upstream_resolve(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx);
-static void ngx_voice_upstream_connect(ngx_voice_call_t *call);
-static void ngx_voice_upstream_connect_handler(ngx_event_t *ev);
-static void ngx_voice_upstream_next(ngx_voice_call_t *call);
-static void ngx_voice_upstream_drop(ngx_voice_call_t *call);
-static void ngx_voice_upstream_ssl_init(ngx_voice_call_t *call);
+static ngx_int_t ngx_voice_upstream_copy_addrs(ngx_voice_upstream_t *u,
+    ngx_resolver_ctx_t *ctx);
+static void ngx_voice_upstream_connect(ngx_voice_upstream_t *u);
+static void ngx_voice_upstream_connected(ngx_voice_upstream_t *u);
+static void ngx_voice_upstream_next(ngx_voice_upstream_t *u);
+static void ngx_voice_upstream_drop(ngx_voice_upstream_t *u);
+static void ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_ssl_handshake(ngx_connection_t *c);
-static ngx_int_t ngx_voice_upstream_verify(ngx_voice_call_t *call,
+static ngx_int_t ngx_voice_upstream_ssl_handshaked(ngx_voice_upstream_t *u,
+    ngx_connection_t *c);
+static ngx_int_t ngx_voice_upstream_verify(ngx_voice_upstream_t *u,
     ngx_connection_t *c);
 static void ngx_voice_upstream_save_session(ngx_connection_t *c);
-static ngx_int_t ngx_voice_upstream_create_request(ngx_voice_call_t *call);
-static void ngx_voice_upstream_send_handler(ngx_event_t *ev);
-static void ngx_voice_upstream_read_handshake(ngx_event_t *ev);
-static ngx_int_t ngx_voice_upstream_parse_handshake(ngx_voice_call_t *call,
+static ngx_int_t ngx_voice_upstream_create_request(ngx_voice_upstream_t *u);
+static void ngx_voice_upstream_send_request(ngx_voice_upstream_t *u);
+static void ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u);
+static ngx_int_t ngx_voice_upstream_parse_handshake(ngx_voice_upstream_t *u,
     u_char *end);
+static ngx_int_t ngx_voice_upstream_check_headers(ngx_voice_upstream_t *u,
+    u_char *p, u_char *end);
 static ngx_int_t ngx_voice_upstream_header_is(u_char *line, u_char *end,
     const char *name, u_char **value);
-static void ngx_voice_upstream_open(ngx_voice_call_t *call, u_char *pos,
+static void ngx_voice_upstream_open(ngx_voice_upstream_t *u, u_char *pos,
     u_char *last);
-static void ngx_voice_upstream_read_handler(ngx_event_t *ev);
-static void ngx_voice_upstream_write_idle(ngx_event_t *ev);
-static void ngx_voice_upstream_write_handler(ngx_event_t *ev);
+static void ngx_voice_upstream_dummy_handler(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_timeout(ngx_event_t *ev);
-static void ngx_voice_upstream_fail(ngx_voice_call_t *call,
-    const char *reason);
-static void ngx_voice_upstream_done(ngx_connection_t *dc);
+static void ngx_voice_upstream_fail(ngx_voice_upstream_t *u,
+    ngx_voice_upstream_stage_e stage, const char *reason);
+static ngx_voice_upstream_stage_e ngx_voice_upstream_stage(
+    ngx_voice_upstream_t *u);
 
 
-ngx_int_t
-ngx_voice_upstream_start(ngx_voice_call_t *call)
+void
+ngx_voice_upstream_start(ngx_voice_upstream_t *u)
 {
-    ngx_str_t                  host;
-    ngx_resolver_ctx_t        *ctx, temp;
-    ngx_voice_loc_conf_t      *conf;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_voice_openai_conf_t  *conf;
 
-    conf = call->conf;
+    conf = u->conf;
 
-    call->connect_timer.handler = ngx_voice_upstream_timeout;
-    call->connect_timer.data = call;
-    call->connect_timer.log = call->log;
-    call->connect_timer.cancelable = 1;
-    ngx_add_timer(&call->connect_timer, conf->connect_timeout);
+    u->read_event_handler = ngx_voice_upstream_dummy_handler;
+    u->write_event_handler = ngx_voice_upstream_dummy_handler;
 
-    if (conf->openai_naddrs) {
-        call->addrs = conf->openai_addrs;
-        call->naddrs = conf->openai_naddrs;
-        ngx_voice_upstream_connect(call);
-        return NGX_OK;
+    u->deadline = ngx_current_msec + conf->connect_timeout;
+
+    u->timer.handler = ngx_voice_upstream_timeout;
+    u->timer.data = u;
+    u->timer.log = u->log;
+    u->timer.cancelable = 1;
+    ngx_add_timer(&u->timer, conf->connect_timeout);
+
+    if (conf->addrs) {
+        u->addrs = conf->addrs;
+        u->naddrs = conf->naddrs;
+        ngx_voice_upstream_connect(u);
+        return;
     }
 
-    /* as proxy_pass with a variable: nginx's resolver, at run time */
+    ngx_voice_upstream_resolve(u);
+}
 
-    clcf = ngx_http_get_module_loc_conf(call->request, ngx_http_core_module);
-    host = conf->openai_host;
+
+/*
+ * Every event of the connection comes here, as to ngx_http_upstream's
+ * handler: the write or the read handler of the moment, then the posted
+ * requests of the Twilio connection, taken first, as the call and its
+ * request may be gone by then.
+ */
+static void
+ngx_voice_upstream_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c, *dc;
+    ngx_voice_upstream_t  *u;
+
+    c = ev->data;
+    u = c->data;
+    dc = u->request->connection;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
+                   "voice: OpenAI %s event", ev->write ? "write" : "read");
+
+    if (ev->write) {
+        u->write_event_handler(u);
+
+    } else {
+        u->read_event_handler(u);
+    }
+
+    ngx_http_run_posted_requests(dc);
+}
+
+
+/* as proxy_pass with a variable: nginx's resolver, at run time */
+static void
+ngx_voice_upstream_resolve(ngx_voice_upstream_t *u)
+{
+    ngx_resolver_ctx_t       *ctx, temp;
+    ngx_voice_openai_conf_t  *conf;
+
+    conf = u->conf;
+
+    if (conf->resolver == NULL) {
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
+                      "voice: no resolver defined to resolve %V, and it "
+                      "could not be resolved at start", &conf->host);
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_DNS,
+                                "cannot resolve OpenAI");
+        return;
+    }
 
     ngx_memzero(&temp, sizeof(ngx_resolver_ctx_t));
-    temp.name = host;
+    temp.name = conf->host;
 
-    ctx = ngx_resolve_start(clcf->resolver, &temp);
+    ctx = ngx_resolve_start(conf->resolver, &temp);
 
-    if (ctx == NULL) {
-        ngx_voice_upstream_fail(call, "resolver failed");
-        return NGX_OK;
+    if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_DNS, "resolver failed");
+        return;
     }
 
-    if (ctx == NGX_NO_RESOLVER) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                      "voice: no resolver defined to resolve %V, and it "
-                      "could not be resolved at start", &host);
-        ngx_voice_upstream_fail(call, "cannot resolve OpenAI");
-        return NGX_OK;
-    }
-
-    ctx->name = host;
+    ctx->name = conf->host;
     ctx->handler = ngx_voice_upstream_resolve_handler;
-    ctx->data = call;
-    ctx->timeout = clcf->resolver_timeout;
+    ctx->data = u;
+    ctx->timeout = conf->resolver_timeout;
 
-    call->resolve = ctx;
+    u->resolve = ctx;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
+                   "voice: resolving %V", &conf->host);
 
     /* the handler may run before this returns */
 
     if (ngx_resolve_name(ctx) != NGX_OK) {
-        call->resolve = NULL;
-        ngx_voice_upstream_fail(call, "resolver failed");
+        u->resolve = NULL;
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_DNS, "resolver failed");
     }
-
-    return NGX_OK;
 }
 
 
 static void
 ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx)
 {
-    ngx_voice_call_t  *call = ctx->data;
+    ngx_voice_upstream_t  *u = ctx->data;
 
-    size_t             len;
-    ngx_uint_t         i;
-    ngx_addr_t        *addrs;
     ngx_connection_t  *dc;
 
-    dc = call->request->connection;
+    dc = u->request->connection;
+
+    u->resolve = NULL;
 
     if (ctx->state) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: %V could not be resolved (%i: %s)",
                       &ctx->name, ctx->state,
                       ngx_resolver_strerror(ctx->state));
         ngx_resolve_name_done(ctx);
-        call->resolve = NULL;
-        ngx_voice_upstream_fail(call, "cannot resolve OpenAI");
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_DNS,
+                                "cannot resolve OpenAI");
         goto done;
     }
 
-    /* the resolver's memory is not ours to keep */
+    if (ngx_voice_upstream_copy_addrs(u, ctx) != NGX_OK) {
+        ngx_resolve_name_done(ctx);
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_DNS, "out of memory");
+        goto done;
+    }
 
-    addrs = ngx_pcalloc(call->request->pool,
-                        ctx->naddrs * sizeof(ngx_addr_t));
+    ngx_resolve_name_done(ctx);
+
+    ngx_voice_upstream_connect(u);
+
+done:
+
+    ngx_http_run_posted_requests(dc);
+}
+
+
+/* the resolver's memory is not ours to keep */
+static ngx_int_t
+ngx_voice_upstream_copy_addrs(ngx_voice_upstream_t *u,
+    ngx_resolver_ctx_t *ctx)
+{
+    size_t       len;
+    ngx_uint_t   i;
+    ngx_pool_t  *pool;
+    ngx_addr_t  *addrs;
+
+    pool = u->request->pool;
+
+    addrs = ngx_pcalloc(pool, ctx->naddrs * sizeof(ngx_addr_t));
     if (addrs == NULL) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     for (i = 0; i < ctx->naddrs; i++) {
         len = ctx->addrs[i].socklen;
 
-        addrs[i].sockaddr = ngx_palloc(call->request->pool, len);
+        addrs[i].sockaddr = ngx_palloc(pool, len);
         if (addrs[i].sockaddr == NULL) {
-            goto failed;
+            return NGX_ERROR;
         }
 
         ngx_memcpy(addrs[i].sockaddr, ctx->addrs[i].sockaddr, len);
         addrs[i].socklen = len;
-        ngx_inet_set_port(addrs[i].sockaddr, call->conf->openai_port);
+        ngx_inet_set_port(addrs[i].sockaddr, u->conf->port);
 
-        addrs[i].name.data = ngx_pnalloc(call->request->pool,
-                                         NGX_SOCKADDR_STRLEN);
+        addrs[i].name.data = ngx_pnalloc(pool, NGX_SOCKADDR_STRLEN);
         if (addrs[i].name.data == NULL) {
-            goto failed;
+            return NGX_ERROR;
         }
 
         addrs[i].name.len = ngx_sock_ntop(addrs[i].sockaddr, len,
@@ -172,102 +245,118 @@ ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx)
                                           NGX_SOCKADDR_STRLEN, 1);
     }
 
-    call->addrs = addrs;
-    call->naddrs = ctx->naddrs;
+    u->addrs = addrs;
+    u->naddrs = ctx->naddrs;
 
-    ngx_resolve_name_done(ctx);
-    call->resolve = NULL;
-
-    ngx_voice_upstream_connect(call);
-
-    goto done;
-
-failed:
-
-    ngx_resolve_name_done(ctx);
-    call->resolve = NULL;
-    ngx_voice_upstream_fail(call, "out of memory");
-
-done:
-
-    ngx_voice_upstream_done(dc);
+    return NGX_OK;
 }
 
 
 static void
-ngx_voice_upstream_connect(ngx_voice_call_t *call)
+ngx_voice_upstream_connect(ngx_voice_upstream_t *u)
 {
-    ngx_int_t          rc;
-    ngx_addr_t        *addr;
-    ngx_connection_t  *c;
+    ngx_int_t               rc;
+    ngx_msec_t              left, share;
+    ngx_addr_t             *addr;
+    ngx_connection_t       *c;
+    ngx_peer_connection_t  *pc;
+
+    pc = &u->peer;
 
     for ( ;; ) {
 
-        if (call->addr >= call->naddrs) {
-            ngx_voice_upstream_fail(call, "cannot connect to OpenAI");
+        if (u->addr >= u->naddrs) {
+            ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_CONNECT,
+                                    "cannot connect to OpenAI");
             return;
         }
 
-        addr = &call->addrs[call->addr];
+        addr = &u->addrs[u->addr];
 
-        ngx_memzero(&call->pc, sizeof(ngx_peer_connection_t));
+        ngx_memzero(pc, sizeof(ngx_peer_connection_t));
 
-        call->pc.sockaddr = addr->sockaddr;
-        call->pc.socklen = addr->socklen;
-        call->pc.name = &addr->name;
-        call->pc.get = ngx_event_get_peer;
-        call->pc.log = call->log;
-        call->pc.log_error = NGX_ERROR_ERR;
+        pc->sockaddr = addr->sockaddr;
+        pc->socklen = addr->socklen;
+        pc->name = &addr->name;
+        pc->get = ngx_event_get_peer;
+        pc->log = u->log;
+        pc->log_error = NGX_ERROR_ERR;
 
-        rc = ngx_event_connect_peer(&call->pc);
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
+                       "voice: connecting to OpenAI at %V", pc->name);
+
+        rc = ngx_event_connect_peer(pc);
 
         if (rc == NGX_ERROR) {
-            ngx_voice_upstream_fail(call, "cannot connect to OpenAI");
+            ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_CONNECT,
+                                    "cannot connect to OpenAI");
             return;
         }
 
         if (rc == NGX_BUSY || rc == NGX_DECLINED) {
-            call->addr++;
+            u->addr++;
             continue;
         }
 
         break;
     }
 
-    c = call->pc.connection;
-    c->data = call;
+    c = pc->connection;
+    c->data = u;
 
-    call->upstream_pool = ngx_create_pool(2048, call->log);
-    if (call->upstream_pool == NULL) {
-        ngx_voice_upstream_fail(call, "out of memory");
+    u->pool = ngx_create_pool(2048, u->log);
+    if (u->pool == NULL) {
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_CONNECT,
+                                "out of memory");
         return;
     }
 
     /* its own pool, as TLS sessions and buffers live with the connection */
-    c->pool = call->upstream_pool;
+    c->pool = u->pool;
 
-    c->read->handler = ngx_voice_upstream_connect_handler;
-    c->write->handler = ngx_voice_upstream_connect_handler;
+    c->read->handler = ngx_voice_upstream_handler;
+    c->write->handler = ngx_voice_upstream_handler;
+
+    u->read_event_handler = ngx_voice_upstream_connected;
+    u->write_event_handler = ngx_voice_upstream_connected;
 
     if (rc == NGX_AGAIN) {
+        /* this address's share of the time left; the others get theirs */
+        left = u->deadline - ngx_current_msec;
+
+        if ((ngx_msec_int_t) left <= 0) {
+            left = 1;
+        }
+
+        share = left / (u->naddrs - u->addr);
+        ngx_add_timer(c->write, ngx_max(share, 1));
         return;
     }
 
-    ngx_voice_upstream_ssl_init(call);
+    ngx_voice_upstream_ssl_init(u);
 }
 
 
 static void
-ngx_voice_upstream_connect_handler(ngx_event_t *ev)
+ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
 {
     int                err;
     socklen_t          len;
-    ngx_connection_t  *c, *dc;
-    ngx_voice_call_t  *call;
+    ngx_connection_t  *c;
 
-    c = ev->data;
-    call = c->data;
-    dc = call->request->connection;
+    c = u->peer.connection;
+
+    if (c->write->timedout) {
+        ngx_log_error(NGX_LOG_ERR, u->log, NGX_ETIMEDOUT,
+                      "voice: connect() to OpenAI at %V timed out",
+                      u->peer.name);
+        ngx_voice_upstream_next(u);
+        return;
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
 
     err = 0;
     len = sizeof(int);
@@ -277,38 +366,36 @@ ngx_voice_upstream_connect_handler(ngx_event_t *ev)
     }
 
     if (err) {
-        ngx_log_error(NGX_LOG_ERR, call->log, err,
+        ngx_log_error(NGX_LOG_ERR, u->log, err,
                       "voice: connect() to OpenAI at %V failed",
-                      call->pc.name);
-        ngx_voice_upstream_next(call);
-        ngx_voice_upstream_done(dc);
+                      u->peer.name);
+        ngx_voice_upstream_next(u);
         return;
     }
 
-    ngx_voice_upstream_ssl_init(call);
-    ngx_voice_upstream_done(dc);
+    ngx_voice_upstream_ssl_init(u);
 }
 
 
 /* the next resolved address, if any */
 static void
-ngx_voice_upstream_next(ngx_voice_call_t *call)
+ngx_voice_upstream_next(ngx_voice_upstream_t *u)
 {
-    ngx_voice_upstream_drop(call);
+    ngx_voice_upstream_drop(u);
 
-    call->addr++;
+    u->addr++;
 
-    ngx_voice_upstream_connect(call);
+    ngx_voice_upstream_connect(u);
 }
 
 
 /* the connection of one attempt, with its TLS state and pool */
 static void
-ngx_voice_upstream_drop(ngx_voice_call_t *call)
+ngx_voice_upstream_drop(ngx_voice_upstream_t *u)
 {
     ngx_connection_t  *c;
 
-    c = call->pc.connection;
+    c = u->peer.connection;
 
     if (c) {
         if (c->ssl) {
@@ -317,31 +404,32 @@ ngx_voice_upstream_drop(ngx_voice_call_t *call)
         }
 
         ngx_close_connection(c);
-        call->pc.connection = NULL;
+        u->peer.connection = NULL;
     }
 
-    if (call->upstream_pool) {
-        ngx_destroy_pool(call->upstream_pool);
-        call->upstream_pool = NULL;
+    if (u->pool) {
+        ngx_destroy_pool(u->pool);
+        u->pool = NULL;
     }
 }
 
 
 static void
-ngx_voice_upstream_ssl_init(ngx_voice_call_t *call)
+ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u)
 {
-    ngx_int_t              rc;
-    ngx_connection_t      *c;
-    ngx_voice_loc_conf_t  *conf;
+    ngx_int_t                 rc;
+    ngx_connection_t         *c;
+    ngx_voice_openai_conf_t  *conf;
 
-    c = call->pc.connection;
-    conf = call->conf;
+    c = u->peer.connection;
+    conf = u->conf;
 
     if (ngx_ssl_create_connection(conf->ssl, c,
                                   NGX_SSL_BUFFER|NGX_SSL_CLIENT)
         != NGX_OK)
     {
-        ngx_voice_upstream_fail(call, "TLS setup failed");
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
+                                "TLS setup failed");
         return;
     }
 
@@ -354,10 +442,11 @@ ngx_voice_upstream_ssl_init(ngx_voice_call_t *call)
                                     (char *) conf->ssl_name_z)
            == 0)
     {
-        ngx_ssl_error(NGX_LOG_ERR, call->log, 0,
+        ngx_ssl_error(NGX_LOG_ERR, u->log, 0,
                       "SSL_set_tlsext_host_name(\"%s\") failed",
                       conf->ssl_name_z);
-        ngx_voice_upstream_fail(call, "TLS setup failed");
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
+                                "TLS setup failed");
         return;
     }
 
@@ -365,7 +454,8 @@ ngx_voice_upstream_ssl_init(ngx_voice_call_t *call)
         if (conf->ssl_session
             && ngx_ssl_set_session(c, conf->ssl_session) != NGX_OK)
         {
-            ngx_voice_upstream_fail(call, "TLS setup failed");
+            ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
+                                    "TLS setup failed");
             return;
         }
 
@@ -377,76 +467,95 @@ ngx_voice_upstream_ssl_init(ngx_voice_call_t *call)
     rc = ngx_ssl_handshake(c);
 
     if (rc == NGX_AGAIN) {
+        /* nginx's handshake handler calls ours when it is done */
         c->ssl->handler = ngx_voice_upstream_ssl_handshake;
         return;
     }
 
-    ngx_voice_upstream_ssl_handshake(c);
+    if (ngx_voice_upstream_ssl_handshaked(u, c) == NGX_OK) {
+        ngx_voice_upstream_send_request(u);
+    }
 }
 
 
+/* called by nginx's TLS handshake handler, not through ours */
 static void
 ngx_voice_upstream_ssl_handshake(ngx_connection_t *c)
 {
-    ngx_connection_t  *dc;
-    ngx_voice_call_t  *call;
+    ngx_connection_t      *dc;
+    ngx_voice_upstream_t  *u;
 
-    call = c->data;
-    dc = call->request->connection;
+    u = c->data;
+    dc = u->request->connection;
 
-    c->log->action = "relaying a voice call";
-
-    if (!c->ssl->handshaked) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
-                      "voice: TLS handshake with OpenAI at %V failed",
-                      call->pc.name);
-
-        if (call->addr + 1 < call->naddrs) {
-            /* another address may answer: the connect timer still runs */
-            ngx_voice_upstream_next(call);
-            goto done;
-        }
-
-        ngx_voice_upstream_fail(call, "TLS handshake failed");
-        goto done;
+    if (ngx_voice_upstream_ssl_handshaked(u, c) == NGX_OK) {
+        ngx_voice_upstream_send_request(u);
     }
 
-    if (call->conf->ssl_verify && ngx_voice_upstream_verify(call, c) != NGX_OK)
-    {
-        ngx_voice_upstream_fail(call, "TLS verification failed");
-        goto done;
-    }
-
-    if (ngx_voice_upstream_create_request(call) != NGX_OK) {
-        ngx_voice_upstream_fail(call, "out of memory");
-        goto done;
-    }
-
-    c->read->handler = ngx_voice_upstream_read_handshake;
-    c->write->handler = ngx_voice_upstream_send_handler;
-
-    ngx_voice_upstream_send_handler(c->write);
-    return;
-
-done:
-
-    ngx_voice_upstream_done(dc);
+    ngx_http_run_posted_requests(dc);
 }
 
 
 static ngx_int_t
-ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
+ngx_voice_upstream_ssl_handshaked(ngx_voice_upstream_t *u,
+    ngx_connection_t *c)
 {
-    long                   rc;
-    X509                  *cert;
-    ngx_voice_loc_conf_t  *conf;
+    c->log->action = "relaying a voice call";
 
-    conf = call->conf;
+    if (!c->ssl->handshaked) {
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
+                      "voice: TLS handshake with OpenAI at %V failed",
+                      u->peer.name);
+
+        if (u->addr + 1 < u->naddrs) {
+            /* another address may answer: the connect timer still runs */
+            ngx_voice_upstream_next(u);
+            return NGX_DECLINED;
+        }
+
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
+                                "TLS handshake failed");
+        return NGX_ERROR;
+    }
+
+    if (u->conf->ssl_verify && ngx_voice_upstream_verify(u, c) != NGX_OK) {
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
+                                "TLS verification failed");
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, u->log, 0,
+                   "voice: TLS with OpenAI established");
+
+    if (ngx_voice_upstream_create_request(u) != NGX_OK) {
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                "out of memory");
+        return NGX_ERROR;
+    }
+
+    c->read->handler = ngx_voice_upstream_handler;
+    c->write->handler = ngx_voice_upstream_handler;
+
+    u->read_event_handler = ngx_voice_upstream_read_handshake;
+    u->write_event_handler = ngx_voice_upstream_send_request;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
+{
+    long                      rc;
+    X509                     *cert;
+    ngx_voice_openai_conf_t  *conf;
+
+    conf = u->conf;
 
     rc = SSL_get_verify_result(c->ssl->connection);
 
     if (rc != X509_V_OK) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate verify error: (%l:%s)",
                       rc, X509_verify_cert_error_string(rc));
         return NGX_ERROR;
@@ -454,7 +563,7 @@ ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
 
     if (!conf->ssl_name_is_ip) {
         if (ngx_ssl_check_host(c, &conf->ssl_name) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ERR, call->log, 0,
+            ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: OpenAI SSL certificate does not match "
                           "\"%V\"", &conf->ssl_name);
             return NGX_ERROR;
@@ -474,7 +583,7 @@ ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
     X509_free(cert);
 
     if (rc != 1) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate does not match "
                       "\"%V\"", &conf->ssl_name);
         return NGX_ERROR;
@@ -488,12 +597,12 @@ ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
 static void
 ngx_voice_upstream_save_session(ngx_connection_t *c)
 {
-    ngx_ssl_session_t     *session;
-    ngx_voice_call_t      *call;
-    ngx_voice_loc_conf_t  *conf;
+    ngx_ssl_session_t        *session;
+    ngx_voice_upstream_t     *u;
+    ngx_voice_openai_conf_t  *conf;
 
-    call = c->data;
-    conf = call->conf;
+    u = c->data;
+    conf = u->conf;
 
     session = ngx_ssl_get_session(c);
     if (session == NULL) {
@@ -509,15 +618,15 @@ ngx_voice_upstream_save_session(ngx_connection_t *c)
 
 
 static ngx_int_t
-ngx_voice_upstream_create_request(ngx_voice_call_t *call)
+ngx_voice_upstream_create_request(ngx_voice_upstream_t *u)
 {
-    size_t                 len;
-    ngx_buf_t             *b;
-    ngx_str_t              key, raw;
-    ngx_voice_loc_conf_t  *conf;
-    u_char                 rnd[16];
+    size_t                    len;
+    ngx_buf_t                *b;
+    ngx_str_t                 key, raw;
+    ngx_voice_openai_conf_t  *conf;
+    u_char                    rnd[16];
 
-    conf = call->conf;
+    conf = u->conf;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         return NGX_ERROR;
@@ -525,18 +634,18 @@ ngx_voice_upstream_create_request(ngx_voice_call_t *call)
 
     raw.data = rnd;
     raw.len = sizeof(rnd);
-    key.data = call->ws_key;
+    key.data = u->ws_key;
     ngx_encode_base64(&key, &raw);
 
-    len = sizeof("GET  HTTP/1.1\r\n") - 1 + conf->openai_uri.len
-          + sizeof("Host: \r\n") - 1 + conf->openai_host_header.len
-          + sizeof("Authorization: Bearer \r\n") - 1 + conf->openai_key.len
+    len = sizeof("GET  HTTP/1.1\r\n") - 1 + conf->uri.len
+          + sizeof("Host: \r\n") - 1 + conf->host_header.len
+          + sizeof("Authorization: Bearer \r\n") - 1 + conf->api_key.len
           + sizeof("Upgrade: websocket\r\n") - 1
           + sizeof("Connection: Upgrade\r\n") - 1
           + sizeof("Sec-WebSocket-Key: \r\n") - 1 + key.len
           + sizeof("Sec-WebSocket-Version: 13\r\n\r\n") - 1;
 
-    b = ngx_create_temp_buf(call->upstream_pool, len);
+    b = ngx_create_temp_buf(u->pool, len);
     if (b == NULL) {
         return NGX_ERROR;
     }
@@ -548,44 +657,43 @@ ngx_voice_upstream_create_request(ngx_voice_call_t *call)
                                    "Connection: Upgrade\r\n"
                                    "Sec-WebSocket-Key: %V\r\n"
                                    "Sec-WebSocket-Version: 13\r\n\r\n",
-                          &conf->openai_uri, &conf->openai_host_header,
-                          &conf->openai_key, &key);
+                          &conf->uri, &conf->host_header,
+                          &conf->api_key, &key);
 
-    call->handshake = b;
+    u->handshake = b;
 
     return NGX_OK;
 }
 
 
 static void
-ngx_voice_upstream_send_handler(ngx_event_t *ev)
+ngx_voice_upstream_send_request(ngx_voice_upstream_t *u)
 {
     ssize_t            n;
     ngx_buf_t         *b;
-    ngx_connection_t  *c, *dc;
-    ngx_voice_call_t  *call;
+    ngx_connection_t  *c;
 
-    c = ev->data;
-    call = c->data;
-    dc = call->request->connection;
-    b = call->handshake;
+    c = u->peer.connection;
+    b = u->handshake;
 
     while (b->pos < b->last) {
         n = c->send(c, b->pos, b->last - b->pos);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
-                ngx_voice_upstream_fail(call, "cannot send to OpenAI");
+                ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                        "cannot send to OpenAI");
             }
 
-            goto done;
+            return;
         }
 
         if (n == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, call->log, 0,
+            ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: sending the handshake to OpenAI failed");
-            ngx_voice_upstream_fail(call, "cannot send to OpenAI");
-            goto done;
+            ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                    "cannot send to OpenAI");
+            return;
         }
 
         b->pos += n;
@@ -595,72 +703,72 @@ ngx_voice_upstream_send_handler(ngx_event_t *ev)
 
     ngx_explicit_memzero(b->start, b->end - b->start);
 
-    b = ngx_create_temp_buf(call->upstream_pool, NGX_VOICE_HANDSHAKE_MAX);
+    b = ngx_create_temp_buf(u->pool, NGX_VOICE_HANDSHAKE_MAX);
     if (b == NULL) {
-        ngx_voice_upstream_fail(call, "out of memory");
-        goto done;
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                "out of memory");
+        return;
     }
 
-    call->handshake = b;
-    call->request_sent = 1;
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, u->log, 0,
+                   "voice: WebSocket handshake sent to OpenAI");
+
+    u->handshake = b;
+    u->request_sent = 1;
 
     /* nothing more to write until the WebSocket is open */
-    c->write->handler = ngx_voice_upstream_write_idle;
+    u->write_event_handler = ngx_voice_upstream_dummy_handler;
 
-    ngx_voice_upstream_read_handshake(c->read);
-    return;
-
-done:
-
-    ngx_voice_upstream_done(dc);
+    ngx_voice_upstream_read_handshake(u);
 }
 
 
 static void
-ngx_voice_upstream_read_handshake(ngx_event_t *ev)
+ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u)
 {
     u_char            *p, *end;
     ssize_t            n;
+    ngx_int_t          rc;
     ngx_buf_t         *b;
-    ngx_connection_t  *c, *dc;
-    ngx_voice_call_t  *call;
+    ngx_connection_t  *c;
 
-    c = ev->data;
-    call = c->data;
-    dc = call->request->connection;
-    b = call->handshake;
+    c = u->peer.connection;
+    b = u->handshake;
 
-    if (!call->request_sent) {
+    if (!u->request_sent) {
         /* the answer can only come after the whole request */
-        goto done;
+        return;
     }
 
     for ( ;; ) {
 
         if (b->last == b->end) {
-            ngx_log_error(NGX_LOG_ERR, call->log, 0,
+            ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: OpenAI handshake response headers are "
                           "larger than %d bytes", NGX_VOICE_HANDSHAKE_MAX);
-            ngx_voice_upstream_fail(call, "bad handshake");
-            goto done;
+            ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                    "bad handshake");
+            return;
         }
 
         n = c->recv(c, b->last, b->end - b->last);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
-                ngx_voice_upstream_fail(call, "cannot read from OpenAI");
+                ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                        "cannot read from OpenAI");
             }
 
-            goto done;
+            return;
         }
 
         if (n == NGX_ERROR || n == 0) {
-            ngx_log_error(NGX_LOG_ERR, call->log, 0,
+            ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: OpenAI closed the connection during "
                           "the WebSocket handshake");
-            ngx_voice_upstream_fail(call, "bad handshake");
-            goto done;
+            ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                    "bad handshake");
+            return;
         }
 
         p = (b->last - b->pos > 3) ? b->last - 3 : b->pos;
@@ -674,35 +782,34 @@ ngx_voice_upstream_read_handshake(ngx_event_t *ev)
 
         end += 4;
 
-        if (ngx_voice_upstream_parse_handshake(call, end) != NGX_OK) {
-            ngx_voice_upstream_fail(call, "handshake refused");
-            goto done;
+        rc = ngx_voice_upstream_parse_handshake(u, end);
+
+        if (rc != NGX_OK) {
+            ngx_voice_upstream_fail(u,
+                                    rc == NGX_DECLINED
+                                    ? NGX_VOICE_UPSTREAM_HTTP_STATUS
+                                    : NGX_VOICE_UPSTREAM_HANDSHAKE,
+                                    "handshake refused");
+            return;
         }
 
-        ngx_voice_upstream_open(call, end, b->last);
+        ngx_voice_upstream_open(u, end, b->last);
         return;
     }
-
-done:
-
-    ngx_voice_upstream_done(dc);
 }
 
 
+/* NGX_OK; NGX_DECLINED: a status other than 101; NGX_ERROR */
 static ngx_int_t
-ngx_voice_upstream_parse_handshake(ngx_voice_call_t *call, u_char *end)
+ngx_voice_upstream_parse_handshake(ngx_voice_upstream_t *u, u_char *end)
 {
-    u_char      *p, *line, *eol, *value;
-    ngx_str_t    expected, digest;
-    ngx_int_t    status;
-    ngx_uint_t   upgrade, connection, accept;
-    ngx_sha1_t   sha1;
-    u_char       hash[20], b64[28];
+    u_char     *p;
+    ngx_int_t   status;
 
-    p = call->handshake->pos;
+    p = u->handshake->pos;
 
     if (end - p < 12 || ngx_strncmp(p, "HTTP/1.1 ", 9) != 0) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI answered the WebSocket handshake "
                       "with something that is not HTTP/1.1");
         return NGX_ERROR;
@@ -711,14 +818,29 @@ ngx_voice_upstream_parse_handshake(ngx_voice_call_t *call, u_char *end)
     status = ngx_atoi(p + 9, 3);
 
     if (status != NGX_HTTP_SWITCHING_PROTOCOLS) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI refused the WebSocket handshake "
                       "with status %i", status);
-        return NGX_ERROR;
+        return NGX_DECLINED;
     }
 
+    return ngx_voice_upstream_check_headers(u, p, end);
+}
+
+
+/* Upgrade, Connection and the Sec-WebSocket-Accept our key asks for */
+static ngx_int_t
+ngx_voice_upstream_check_headers(ngx_voice_upstream_t *u, u_char *p,
+    u_char *end)
+{
+    u_char      *line, *eol, *value;
+    ngx_str_t    expected, digest;
+    ngx_uint_t   upgrade, connection, accept;
+    ngx_sha1_t   sha1;
+    u_char       hash[20], b64[28];
+
     ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, call->ws_key, sizeof(call->ws_key));
+    ngx_sha1_update(&sha1, u->ws_key, sizeof(u->ws_key));
     ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
     ngx_sha1_final(hash, &sha1);
 
@@ -763,7 +885,7 @@ ngx_voice_upstream_parse_handshake(ngx_voice_call_t *call, u_char *end)
     }
 
     if (!upgrade || !connection || !accept) {
-        ngx_log_error(NGX_LOG_ERR, call->log, 0,
+        ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI WebSocket handshake has %s",
                       !accept ? "a wrong Sec-WebSocket-Accept"
                               : "no Upgrade: websocket");
@@ -805,88 +927,41 @@ ngx_voice_upstream_header_is(u_char *line, u_char *end, const char *name,
 
 
 static void
-ngx_voice_upstream_open(ngx_voice_call_t *call, u_char *pos, u_char *last)
+ngx_voice_upstream_open(ngx_voice_upstream_t *u, u_char *pos, u_char *last)
 {
-    ngx_connection_t  *c, *dc;
+    ngx_connection_t  *c;
 
-    dc = call->request->connection;
+    c = u->peer.connection;
 
-    c = call->pc.connection;
-
-    if (call->connect_timer.timer_set) {
-        ngx_del_timer(&call->connect_timer);
+    if (u->timer.timer_set) {
+        ngx_del_timer(&u->timer);
     }
-
-    if (ngx_voice_realtime_init(call) != NGX_OK) {
-        ngx_voice_upstream_fail(call, "out of memory");
-        ngx_voice_upstream_done(dc);
-        return;
-    }
-
-    c->read->handler = ngx_voice_upstream_read_handler;
-    c->write->handler = ngx_voice_upstream_write_handler;
 
     if (c->tcp_nodelay == NGX_TCP_NODELAY_UNSET) {
         (void) ngx_tcp_nodelay(c);
     }
 
-    ngx_voice_call_upstream_ready(call);
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, u->log, 0,
+                   "voice: OpenAI WebSocket open");
 
-    /* OpenAI may have sent session.created with its 101 */
+    u->read_event_handler = ngx_voice_upstream_dummy_handler;
+    u->write_event_handler = ngx_voice_upstream_dummy_handler;
 
-    if (pos < last) {
-        /* a close among them is seen by the read below */
-        (void) ngx_voice_peer_feed(&call->openai, pos, last);
-    }
-
-    if (c->read->ready) {
-        ngx_post_event(c->read, &ngx_posted_events);
-    }
-
-    ngx_voice_call_peer_event(&call->openai);
-    ngx_voice_upstream_done(dc);
+    u->ready(u, pos, last);
 }
 
 
+/* nothing to do for this event but to keep it armed */
 static void
-ngx_voice_upstream_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c, *dc;
-    ngx_voice_call_t  *call;
-
-    c = ev->data;
-    call = c->data;
-    dc = call->request->connection;
-
-    ngx_voice_call_peer_event(&call->openai);
-    ngx_voice_upstream_done(dc);
-}
-
-
-static void
-ngx_voice_upstream_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c, *dc;
-    ngx_voice_call_t  *call;
-
-    c = ev->data;
-    call = c->data;
-    dc = call->request->connection;
-
-    ngx_voice_call_peer_write(&call->openai);
-    ngx_voice_upstream_done(dc);
-}
-
-
-static void
-ngx_voice_upstream_write_idle(ngx_event_t *ev)
+ngx_voice_upstream_dummy_handler(ngx_voice_upstream_t *u)
 {
     ngx_connection_t  *c;
 
-    c = ev->data;
+    c = u->peer.connection;
 
-    if (ngx_handle_write_event(ev, 0) != NGX_OK) {
-        ngx_voice_upstream_fail(c->data, "cannot write to OpenAI");
+    if (ngx_handle_write_event(c->write, 0) != NGX_OK) {
+        ngx_voice_upstream_fail(u, ngx_voice_upstream_stage(u),
+                                "cannot write to OpenAI");
     }
 }
 
@@ -894,56 +969,68 @@ ngx_voice_upstream_write_idle(ngx_event_t *ev)
 static void
 ngx_voice_upstream_timeout(ngx_event_t *ev)
 {
-    ngx_voice_call_t  *call = ev->data;
+    ngx_voice_upstream_t  *u = ev->data;
 
     ngx_connection_t  *dc;
 
-    dc = call->request->connection;
+    dc = u->request->connection;
 
-    ngx_log_error(NGX_LOG_ERR, call->log, NGX_ETIMEDOUT,
+    ngx_log_error(NGX_LOG_ERR, u->log, NGX_ETIMEDOUT,
                   "voice: OpenAI connection not established within "
                   "voice_connect_timeout");
 
-    ngx_voice_upstream_fail(call, "OpenAI timed out");
-    ngx_voice_upstream_done(dc);
-}
+    ngx_voice_upstream_fail(u, ngx_voice_upstream_stage(u),
+                            "OpenAI timed out");
 
-
-static void
-ngx_voice_upstream_fail(ngx_voice_call_t *call, const char *reason)
-{
-    ngx_voice_call_set_reason(call, "%s", reason);
-    ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR, 0,
-                       "AI service unavailable");
-}
-
-
-/*
- * Events on this leg end like those of a request's own peers; "dc" is the
- * Twilio connection, taken before the event was handled, as the call and
- * its request may be gone by now.
- */
-static void
-ngx_voice_upstream_done(ngx_connection_t *dc)
-{
     ngx_http_run_posted_requests(dc);
 }
 
 
-void
-ngx_voice_upstream_close(ngx_voice_call_t *call)
+/* how far the set-up got, for a failure that can come at any stage */
+static ngx_voice_upstream_stage_e
+ngx_voice_upstream_stage(ngx_voice_upstream_t *u)
 {
-    if (call->resolve) {
-        ngx_resolve_name_done(call->resolve);
-        call->resolve = NULL;
+    ngx_connection_t  *c;
+
+    c = u->peer.connection;
+
+    if (c == NULL) {
+        return u->addrs ? NGX_VOICE_UPSTREAM_CONNECT : NGX_VOICE_UPSTREAM_DNS;
     }
 
-    if (call->connect_timer.timer_set) {
-        ngx_del_timer(&call->connect_timer);
+    if (c->ssl == NULL) {
+        return NGX_VOICE_UPSTREAM_CONNECT;
     }
 
-    ngx_voice_upstream_drop(call);
+    if (!c->ssl->handshaked) {
+        return NGX_VOICE_UPSTREAM_TLS;
+    }
 
-    call->openai.connection = NULL;
-    call->openai.eof = 1;
+    return NGX_VOICE_UPSTREAM_HANDSHAKE;
+}
+
+
+static void
+ngx_voice_upstream_fail(ngx_voice_upstream_t *u,
+    ngx_voice_upstream_stage_e stage, const char *reason)
+{
+    ngx_voice_upstream_close(u);
+
+    u->failed(u, stage, reason);
+}
+
+
+void
+ngx_voice_upstream_close(ngx_voice_upstream_t *u)
+{
+    if (u->resolve) {
+        ngx_resolve_name_done(u->resolve);
+        u->resolve = NULL;
+    }
+
+    if (u->timer.timer_set) {
+        ngx_del_timer(&u->timer);
+    }
+
+    ngx_voice_upstream_drop(u);
 }

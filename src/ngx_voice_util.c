@@ -9,17 +9,17 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_voice.h"
+#include "ngx_voice_util.h"
+#include "ngx_voice_ws.h"
 
 
-static ngx_int_t ngx_voice_call_sid_is_valid(ngx_str_t *sid);
 static ngx_int_t ngx_voice_has_token(ngx_str_t *value, const char *token);
 
 
 static ngx_str_t  ngx_voice_sid_none = ngx_string("-");
 
 
-static ngx_int_t
+ngx_uint_t
 ngx_voice_call_sid_is_valid(ngx_str_t *sid)
 {
     size_t  i;
@@ -134,13 +134,58 @@ ngx_voice_loggable_sid(ngx_str_t *sid)
 }
 
 
-/* peer text for a log line: control characters would forge new lines */
-void
-ngx_voice_log_safe(u_char *p, size_t len)
+char *
+ngx_voice_log_escape(u_char *buf, const u_char *src, size_t len)
 {
-    for ( /* void */ ; len; len--, p++) {
-        if (*p < 0x20 || *p == 0x7f) {
-            *p = '?';
+    u_char        c, *p, *end;
+    size_t        n;
+    const u_char  *last;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    p = buf;
+
+    /* room for the longest escape, the cut marker and the NUL */
+    end = buf + NGX_VOICE_LOG_TEXT_MAX - sizeof("\\xNN...");
+    last = src + len;
+
+    while (src < last) {
+
+        if (p >= end) {
+            p = ngx_cpymem(p, "...", 3);
+            break;
         }
+
+        c = *src;
+
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            *p++ = c;
+            src++;
+            continue;
+        }
+
+        if (c >= 0x80) {
+            /* a whole valid UTF-8 character is kept as it is */
+            n = (c >= 0xf0) ? 4 : (c >= 0xe0) ? 3 : 2;
+
+            if ((size_t) (last - src) >= n
+                && ngx_voice_utf8_valid((u_char *) src, n)
+                && p + n < end)
+            {
+                p = ngx_cpymem(p, src, n);
+                src += n;
+                continue;
+            }
+        }
+
+        *p++ = '\\';
+        *p++ = 'x';
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 0xf];
+        src++;
     }
+
+    *p = '\0';
+
+    return (char *) buf;
 }

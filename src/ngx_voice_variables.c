@@ -10,7 +10,9 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include "ngx_voice_call.h"
+#include "ngx_voice.h"
+#include "ngx_voice_util.h"
+#include "ngx_voice_variables.h"
 
 
 static ngx_int_t ngx_voice_variable(ngx_http_request_t *r,
@@ -63,11 +65,12 @@ ngx_voice_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
 {
     ngx_str_t         *s;
-    ngx_voice_call_t  *call;
+    ngx_voice_vars_t  *vars;
 
-    call = ngx_http_get_module_ctx(r, ngx_voice_module);
+    /* the webhook's context or the call's: both start with the vars */
+    vars = ngx_http_get_module_ctx(r, ngx_voice_module);
 
-    if (call == NULL) {
+    if (vars == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -76,15 +79,15 @@ ngx_voice_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 
     case NGX_VOICE_VAR_CALL_SID:
         /* only a CallSid of Twilio's shape reaches a log */
-        s = ngx_voice_loggable_sid(&call->info.call_sid);
+        s = ngx_voice_loggable_sid(&vars->call_sid);
         break;
 
     case NGX_VOICE_VAR_STREAM_SID:
-        s = &call->stream_sid;
+        s = &vars->stream_sid;
         break;
 
     default: /* NGX_VOICE_VAR_CLOSE_REASON */
-        s = &call->close_reason;
+        s = &vars->close_reason;
         break;
     }
 

@@ -15,6 +15,9 @@
 #include "ngx_voice_signature.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_twiml.h"
+#include "ngx_voice_util.h"
+#include "ngx_voice_variables.h"
+#include "ngx_voice_webhook.h"
 
 
 static ngx_int_t ngx_voice_webhook_is_form(ngx_http_request_t *r);
@@ -24,8 +27,10 @@ static ngx_int_t ngx_voice_webhook_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_voice_webhook_verify(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf, ngx_array_t *params);
-static ngx_int_t ngx_voice_webhook_caller_allowed(ngx_voice_loc_conf_t *vlcf,
-    ngx_str_t *from);
+static ngx_int_t ngx_voice_webhook_set_call_sid(ngx_http_request_t *r,
+    ngx_str_t *sid);
+static ngx_int_t ngx_voice_webhook_caller_allowed(
+    ngx_voice_webhook_conf_t *wcf, ngx_str_t *from);
 static ngx_int_t ngx_voice_webhook_mint(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf, ngx_array_t *params);
 static void ngx_voice_webhook_minted_handler(ngx_voice_token_op_t *op);
@@ -35,6 +40,10 @@ static void ngx_voice_webhook_info(ngx_voice_call_info_t *info,
     ngx_array_t *params);
 static ngx_int_t ngx_voice_webhook_send(ngx_http_request_t *r,
     ngx_str_t *twiml);
+static ngx_int_t ngx_voice_webhook_sig_prefixes(ngx_conf_t *cf,
+    ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
+static ngx_int_t ngx_voice_webhook_stream_base(ngx_conf_t *cf,
+    ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
 
 
 static ngx_str_t  ngx_voice_twiml_reject =
@@ -168,9 +177,13 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
         return NGX_HTTP_BAD_REQUEST;
     }
 
+    if (ngx_voice_webhook_set_call_sid(r, sid) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     from = ngx_voice_form_get(&params, "From");
 
-    if (!ngx_voice_webhook_caller_allowed(vlcf, from)) {
+    if (!ngx_voice_webhook_caller_allowed(&vlcf->webhook, from)) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: caller is not in voice_allow_callers, "
                       "rejecting call %V", ngx_voice_loggable_sid(sid));
@@ -250,15 +263,16 @@ static ngx_int_t
 ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     ngx_array_t *params)
 {
-    u_char           *p;
-    ngx_int_t         rc;
-    ngx_str_t        *sid, urls[2];
-    ngx_uint_t        i;
-    ngx_table_elt_t  *h;
+    u_char                    *p;
+    ngx_int_t                  rc;
+    ngx_str_t                 *sid, urls[2];
+    ngx_uint_t                 i;
+    ngx_table_elt_t           *h;
+    ngx_voice_webhook_conf_t  *wcf;
 
     static ngx_str_t  header = ngx_string("X-Twilio-Signature");
 
-    if (!vlcf->signature) {
+    if (!vlcf->signature.enabled) {
         return NGX_OK;
     }
 
@@ -275,22 +289,25 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
 
     /* the signed URL is the public URL followed by the raw request URI */
 
-    for (i = 0; i < vlcf->nsig_prefixes; i++) {
-        p = ngx_pnalloc(r->pool, vlcf->sig_prefixes[i].len
+    wcf = &vlcf->webhook;
+
+    for (i = 0; i < wcf->nsig_prefixes; i++) {
+        p = ngx_pnalloc(r->pool, wcf->sig_prefixes[i].len
                                  + r->unparsed_uri.len);
         if (p == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         urls[i].data = p;
-        p = ngx_cpymem(p, vlcf->sig_prefixes[i].data,
-                       vlcf->sig_prefixes[i].len);
+        p = ngx_cpymem(p, wcf->sig_prefixes[i].data,
+                       wcf->sig_prefixes[i].len);
         p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
         urls[i].len = p - urls[i].data;
     }
 
-    rc = ngx_voice_signature_check(r->pool, &vlcf->auth_token, urls,
-                                   vlcf->nsig_prefixes, params, &h->value);
+    rc = ngx_voice_signature_check(r->pool, &vlcf->signature.auth_token,
+                                   urls, wcf->nsig_prefixes, params,
+                                   &h->value);
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -307,13 +324,33 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
 }
 
 
+/* $voice_call_sid, once the signature checked out (or is off) */
 static ngx_int_t
-ngx_voice_webhook_caller_allowed(ngx_voice_loc_conf_t *vlcf, ngx_str_t *from)
+ngx_voice_webhook_set_call_sid(ngx_http_request_t *r, ngx_str_t *sid)
+{
+    ngx_voice_vars_t  *vars;
+
+    vars = ngx_pcalloc(r->pool, sizeof(ngx_voice_vars_t));
+    if (vars == NULL) {
+        return NGX_ERROR;
+    }
+
+    vars->call_sid = *sid;
+
+    ngx_http_set_ctx(r, vars, ngx_voice_module);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_webhook_caller_allowed(ngx_voice_webhook_conf_t *wcf,
+    ngx_str_t *from)
 {
     ngx_str_t   *caller;
     ngx_uint_t   i;
 
-    if (vlcf->allow_callers == NULL) {
+    if (wcf->allow_callers == NULL) {
         return 1;
     }
 
@@ -321,9 +358,9 @@ ngx_voice_webhook_caller_allowed(ngx_voice_loc_conf_t *vlcf, ngx_str_t *from)
         return 0;
     }
 
-    caller = vlcf->allow_callers->elts;
+    caller = wcf->allow_callers->elts;
 
-    for (i = 0; i < vlcf->allow_callers->nelts; i++) {
+    for (i = 0; i < wcf->allow_callers->nelts; i++) {
         if (caller[i].len == from->len
             && ngx_memcmp(caller[i].data, from->data, from->len) == 0)
         {
@@ -409,7 +446,7 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
 
-    base = vlcf->stream_base;
+    base = vlcf->webhook.stream_base;
 
     if (base.len == 0) {
         /* voice_signature off and no voice_public_url: $host */
@@ -434,8 +471,8 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
         base.len = p - base.data;
     }
 
-    if (ngx_voice_twiml_connect(r->pool, &vlcf->twiml, &base, &op->token,
-                                &twiml)
+    if (ngx_voice_twiml_connect(r->pool, &vlcf->webhook.twiml, &base,
+                                &op->token, &twiml)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -503,4 +540,190 @@ ngx_voice_webhook_send(ngx_http_request_t *r, ngx_str_t *twiml)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+void
+ngx_voice_webhook_create_conf(ngx_voice_webhook_conf_t *conf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->say = { 0, NULL };
+     *     conf->fallback_say = { 0, NULL };
+     *     conf->nsig_prefixes = 0;
+     *     conf->stream_base = { 0, NULL };
+     *     conf->twiml = { ... };
+     */
+
+    conf->allow_callers = NGX_CONF_UNSET_PTR;
+}
+
+
+char *
+ngx_voice_webhook_merge_conf(ngx_conf_t *cf, ngx_voice_webhook_conf_t *prev,
+    ngx_voice_webhook_conf_t *conf)
+{
+    ngx_conf_merge_ptr_value(conf->allow_callers, prev->allow_callers, NULL);
+
+    if (conf->say.data == NULL) {
+        conf->say = prev->say;
+    }
+
+    if (conf->fallback_say.data == NULL) {
+        conf->fallback_say = prev->fallback_say;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_voice_webhook_init_conf(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
+    ngx_voice_signature_conf_t *scf)
+{
+    if (!scf->enabled) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "\"voice_signature\" is off: webhook requests "
+                           "are not authenticated");
+    }
+
+    if (scf->public_url.data == NULL && scf->enabled) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_public_url\" is required while "
+                           "\"voice_signature\" is on");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_voice_webhook_sig_prefixes(cf, conf, scf) != NGX_OK
+        || ngx_voice_webhook_stream_base(cf, conf, scf) != NGX_OK
+        || ngx_voice_twiml_init(cf->pool, &conf->twiml, &conf->say,
+                                &conf->fallback_say)
+           != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Twilio's backend signs with the port or without it, so the URL is tried
+ * as configured and with the port the other way.
+ */
+static ngx_int_t
+ngx_voice_webhook_sig_prefixes(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
+    ngx_voice_signature_conf_t *scf)
+{
+    u_char     *p;
+    ngx_str_t   scheme, host, port, path;
+
+    if (scf->public_url.data == NULL) {
+        return NGX_OK;
+    }
+
+    (void) ngx_voice_parse_url(&scf->public_url, &scheme, &host, &port,
+                               &path);
+
+    conf->sig_prefixes[0] = scf->public_url;
+
+    p = ngx_pnalloc(cf->pool, scf->public_url.len + sizeof(":443"));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->sig_prefixes[1].data = p;
+    p = ngx_cpymem(p, scheme.data, scheme.len);
+    p = ngx_cpymem(p, "://", 3);
+    p = ngx_cpymem(p, host.data, host.len);
+
+    if (port.len == 0) {
+        if (scheme.len == 5) {
+            p = ngx_cpymem(p, ":443", 4);
+
+        } else {
+            p = ngx_cpymem(p, ":80", 3);
+        }
+    }
+
+    conf->sig_prefixes[1].len = p - conf->sig_prefixes[1].data;
+    conf->nsig_prefixes = 2;
+
+    return NGX_OK;
+}
+
+
+/* Twilio streams only to port 443, so no port is carried over */
+static ngx_int_t
+ngx_voice_webhook_stream_base(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
+    ngx_voice_signature_conf_t *scf)
+{
+    u_char  *p;
+
+    if (scf->stream_url.data) {
+        conf->stream_base = scf->stream_url;
+        return NGX_OK;
+    }
+
+    if (scf->public_host.data == NULL) {
+        /* voice_signature off: $host, per request */
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(cf->pool, sizeof("wss:///media-stream") - 1
+                              + scf->public_host.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->stream_base.data = p;
+    p = ngx_cpymem(p, "wss://", 6);
+    p = ngx_cpymem(p, scf->public_host.data, scf->public_host.len);
+    p = ngx_cpymem(p, "/media-stream", sizeof("/media-stream") - 1);
+    conf->stream_base.len = p - conf->stream_base.data;
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_voice_webhook_set_allow_callers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_webhook_conf_t  *wcf;
+
+    ngx_str_t   *value, *caller;
+    ngx_uint_t   i;
+
+    wcf = (ngx_voice_webhook_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (wcf->allow_callers == NGX_CONF_UNSET_PTR) {
+        wcf->allow_callers = ngx_array_create(cf->pool, 4,
+                                              sizeof(ngx_str_t));
+        if (wcf->allow_callers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid empty caller in "
+                               "\"voice_allow_callers\"");
+            return NGX_CONF_ERROR;
+        }
+
+        caller = ngx_array_push(wcf->allow_callers);
+        if (caller == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *caller = value[i];
+    }
+
+    return NGX_CONF_OK;
 }

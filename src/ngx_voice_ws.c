@@ -1,6 +1,8 @@
 
 /*
  * Copyright (C) ngx_voice authors
+ *
+ * RFC 6455 framing over buffers, no I/O, for both roles.
  */
 
 
@@ -396,13 +398,6 @@ ngx_voice_ws_write_header(u_char *dst, ngx_uint_t opcode, ngx_uint_t fin,
     }
 
     return dst;
-}
-
-
-size_t
-ngx_voice_ws_header_size(uint64_t len, ngx_uint_t masked)
-{
-    return 2 + (len < 126 ? 0 : len <= 0xffff ? 2 : 8) + (masked ? 4 : 0);
 }
 
 

@@ -23,15 +23,16 @@
 #define NGX_VOICE_WS_PING            0x9
 #define NGX_VOICE_WS_PONG            0xa
 
-#define NGX_VOICE_WS_CLOSE_NORMAL    1000
-#define NGX_VOICE_WS_CLOSE_GOING     1001
-#define NGX_VOICE_WS_CLOSE_PROTOCOL  1002
-#define NGX_VOICE_WS_CLOSE_NO_STATUS 1005
-#define NGX_VOICE_WS_CLOSE_ABNORMAL  1006
-#define NGX_VOICE_WS_CLOSE_BAD_DATA  1007
-#define NGX_VOICE_WS_CLOSE_POLICY    1008
-#define NGX_VOICE_WS_CLOSE_TOO_BIG   1009
-#define NGX_VOICE_WS_CLOSE_ERROR     1011
+#define NGX_VOICE_WS_CLOSE_NORMAL       1000
+#define NGX_VOICE_WS_CLOSE_GOING        1001
+#define NGX_VOICE_WS_CLOSE_PROTOCOL     1002
+#define NGX_VOICE_WS_CLOSE_UNSUPPORTED  1003
+#define NGX_VOICE_WS_CLOSE_NO_STATUS    1005
+#define NGX_VOICE_WS_CLOSE_ABNORMAL     1006
+#define NGX_VOICE_WS_CLOSE_BAD_DATA     1007
+#define NGX_VOICE_WS_CLOSE_POLICY       1008
+#define NGX_VOICE_WS_CLOSE_TOO_BIG      1009
+#define NGX_VOICE_WS_CLOSE_ERROR        1011
 
 #define NGX_VOICE_WS_CONTROL_MAX     125
 #define NGX_VOICE_WS_HEADER_MAX      14
@@ -104,9 +105,6 @@ u_char *ngx_voice_ws_write_header(u_char *dst, ngx_uint_t opcode,
 
 void ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask,
     ngx_uint_t offset);
-
-/* the size of a frame header for "len" bytes of payload */
-size_t ngx_voice_ws_header_size(uint64_t len, ngx_uint_t masked);
 
 /* whole UTF-8 text (RFC 3629) */
 ngx_int_t ngx_voice_utf8_valid(u_char *p, size_t len);

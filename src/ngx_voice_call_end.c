@@ -1,0 +1,243 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ *
+ * How a call ends, whichever leg or timer ends it: close frames to the
+ * legs still open, a short wait for the close handshakes, then one
+ * release of everything the call holds and one "call ended" line.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_voice_call_end.h"
+#include "ngx_voice_util.h"
+
+
+#define NGX_VOICE_CLOSE_WAIT  2000
+
+
+static void ngx_voice_call_close_timeout(ngx_event_t *ev);
+static void ngx_voice_call_release(ngx_voice_call_t *call);
+static void ngx_voice_call_log_end(ngx_voice_call_t *call);
+
+
+void
+ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
+    ngx_uint_t openai_code, const char *text)
+{
+    ngx_voice_peer_t  *tw, *oa;
+
+    if (call->closing || call->done) {
+        return;
+    }
+
+    call->closing = 1;
+
+    tw = &call->twilio.peer;
+    oa = &call->openai.peer;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "voice: call ending, Twilio close %ui, OpenAI close %ui",
+                   twilio_code, openai_code);
+
+    /* what still arrives is parsed for the close frames only */
+    tw->drop_data = 1;
+    oa->drop_data = 1;
+
+    if (text == NULL && twilio_code == NGX_VOICE_WS_CLOSE_ERROR) {
+        /* Twilio is told why, even when the cause has no words of its own */
+        text = "relay error";
+    }
+
+    if (text) {
+        ngx_voice_call_set_reason(call, "%s", text);
+    }
+
+    if (twilio_code != NGX_VOICE_CLOSE_NONE && !tw->eof) {
+        (void) ngx_voice_peer_close(tw, twilio_code, text);
+    }
+
+    if (openai_code != NGX_VOICE_CLOSE_NONE && oa->open && !oa->eof) {
+        (void) ngx_voice_peer_close(oa, openai_code, NULL);
+    }
+
+    /* a leg that is not a WebSocket yet is simply dropped */
+    if (!oa->open) {
+        ngx_voice_upstream_close(&call->upstream);
+    }
+
+    ngx_voice_call_timer(call, &call->close_timer,
+                         ngx_voice_call_close_timeout, NGX_VOICE_CLOSE_WAIT);
+
+    /* bounded, and it keeps a quitting worker until the call is done */
+    call->close_timer.cancelable = 0;
+
+    ngx_post_event(call->request->connection->write, &ngx_posted_events);
+}
+
+
+void
+ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    if (call->vars.close_reason.len) {
+        /* the first cause is the one worth keeping */
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(call->reason, call->reason + sizeof(call->reason),
+                      fmt, args);
+    va_end(args);
+
+    call->vars.close_reason.data = call->reason;
+    call->vars.close_reason.len = p - call->reason;
+}
+
+
+static void
+ngx_voice_call_close_timeout(ngx_event_t *ev)
+{
+    ngx_voice_call_t  *call = ev->data;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                   "voice: close handshake not finished in time");
+
+    /* a peer that does not answer our close frame is not waited for */
+    ngx_voice_call_finish(call);
+}
+
+
+/* the end of the call on the normal path: the request is released */
+void
+ngx_voice_call_finish(ngx_voice_call_t *call)
+{
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (call->done) {
+        return;
+    }
+
+    ngx_voice_call_release(call);
+
+    r = call->request;
+    c = r->connection;
+
+    /* the request, and the call with it, is freed here */
+    ngx_http_finalize_request(r, NGX_DONE);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * nginx terminated the request itself: worker_shutdown_timeout (c->close)
+ * or a client abort.  Close frames go out as far as the sockets take them.
+ */
+void
+ngx_voice_call_cleanup(void *data)
+{
+    ngx_voice_call_t  *call = data;
+
+    if (call->done) {
+        return;
+    }
+
+    if (!call->closing) {
+        ngx_voice_call_set_reason(call, call->request->connection->close
+                                        ? "nginx is shutting down"
+                                        : "request terminated");
+        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
+                           NGX_VOICE_WS_CLOSE_GOING, NULL);
+    }
+
+    if (!call->twilio.peer.eof) {
+        (void) ngx_voice_twilio_write_queued(&call->twilio);
+    }
+
+    if (call->openai.peer.open && !call->openai.peer.eof) {
+        (void) ngx_voice_peer_write_queued(&call->openai.peer);
+    }
+
+    ngx_voice_call_release(call);
+}
+
+
+static void
+ngx_voice_call_release(ngx_voice_call_t *call)
+{
+    call->done = 1;
+
+    if (call->start_timer.timer_set) {
+        ngx_del_timer(&call->start_timer);
+    }
+
+    if (call->tick.timer_set) {
+        ngx_del_timer(&call->tick);
+    }
+
+    if (call->duration_timer.timer_set) {
+        ngx_del_timer(&call->duration_timer);
+    }
+
+    if (call->close_timer.timer_set) {
+        ngx_del_timer(&call->close_timer);
+    }
+
+    ngx_voice_call_log_end(call);
+
+    ngx_voice_upstream_close(&call->upstream);
+    call->openai.peer.connection = NULL;
+    call->openai.peer.eof = 1;
+
+    ngx_voice_twilio_free(&call->twilio);
+    ngx_voice_realtime_free(&call->openai);
+
+    /* the connection outlives the call: nginx's log handler comes back */
+
+    call->log->handler = call->log_handler;
+}
+
+
+static void
+ngx_voice_call_log_end(ngx_voice_call_t *call)
+{
+    ngx_voice_peer_t  *tw, *oa;
+
+    tw = &call->twilio.peer;
+    oa = &call->openai.peer;
+
+    ngx_log_error(NGX_LOG_INFO, call->log, 0,
+                  "voice: call ended, CallSid %V, StreamSid %V, "
+                  "duration %Mms, setup %Mms, "
+                  "frames from Twilio %ui, to Twilio %ui, "
+                  "from OpenAI %ui, to OpenAI %ui, interruptions %ui, "
+                  "Twilio close %ui/%ui, OpenAI close %ui/%ui, "
+                  "reason \"%V\"",
+                  ngx_voice_loggable_sid(&call->info.call_sid),
+                  &call->twilio.stream_sid,
+                  ngx_current_msec - call->accepted, call->setup_ms,
+                  tw->frames_in, tw->frames_out,
+                  oa->frames_in, oa->frames_out,
+                  call->interruptions,
+                  tw->close_code, tw->peer_close_code,
+                  oa->close_code, oa->peer_close_code,
+                  &call->vars.close_reason);
+}
+
+
+void
+ngx_voice_call_timer(ngx_voice_call_t *call, ngx_event_t *ev,
+    ngx_event_handler_pt handler, ngx_msec_t timer)
+{
+    ev->handler = handler;
+    ev->data = call;
+    ev->log = call->log;
+    ev->cancelable = 1;
+
+    ngx_add_timer(ev, timer);
+}

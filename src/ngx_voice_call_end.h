@@ -1,0 +1,44 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ *
+ * How a call ends: one idempotent path, whichever leg or timer ends it.
+ */
+
+
+#ifndef _NGX_VOICE_CALL_END_H_INCLUDED_
+#define _NGX_VOICE_CALL_END_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_voice_call.h"
+
+
+/* no close frame is sent to that leg */
+#define NGX_VOICE_CLOSE_NONE  0
+
+
+/*
+ * Ends the call: sends a close frame to each leg that is still open
+ * (NGX_VOICE_CLOSE_NONE: none to that leg), "text" to Twilio, then waits
+ * a little for the close handshakes.  Safe to call any number of times.
+ */
+void ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
+    ngx_uint_t openai_code, const char *text);
+
+/* $voice_close_reason: the first cause is the one kept */
+void ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...);
+
+/* both legs are done: the request (and the call with it) is released */
+void ngx_voice_call_finish(ngx_voice_call_t *call);
+
+/* the request's cleanup: nginx terminated it (a client abort, shutdown) */
+void ngx_voice_call_cleanup(void *data);
+
+/* a cancelable timer of the call's */
+void ngx_voice_call_timer(ngx_voice_call_t *call, ngx_event_t *ev,
+    ngx_event_handler_pt handler, ngx_msec_t timer);
+
+
+#endif /* _NGX_VOICE_CALL_END_H_INCLUDED_ */
