@@ -807,6 +807,7 @@ sub run_block () {
             Test::More::ok($exited && !$st, "$name - nginx -t succeeded");
         }
         check_logs($block, $name, stderr_since_start() . error_log_since_start());
+        run_checks($block, $name, []);
         return;
     }
 
