@@ -63,6 +63,10 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* after the redaction: no debug line shows the token */
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "voice: media stream handler");
+
     rc = ngx_voice_media_check_request(r);
 
     if (rc == NGX_VOICE_UPGRADE_REQUIRED) {

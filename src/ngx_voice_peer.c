@@ -216,9 +216,8 @@ ngx_voice_peer_fail(ngx_voice_peer_t *peer, ngx_uint_t code,
 static ngx_int_t
 ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
 {
-    ngx_int_t  rc;
     ngx_str_t  payload;
-    u_char     reason[128], text[NGX_VOICE_LOG_TEXT_MAX];
+    u_char     text[NGX_VOICE_LOG_TEXT_MAX];
 
     switch (ev->opcode) {
 
@@ -226,18 +225,7 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         payload.data = ev->data;
         payload.len = ev->len;
 
-        rc = ngx_voice_peer_send(peer, NGX_VOICE_WS_PONG, &payload, 1);
-
-        if (rc == NGX_OK || rc == NGX_DECLINED) {
-            /* declined: our close is out, no pong goes after it */
-            return NGX_OK;
-        }
-
-        (void) ngx_snprintf(reason, sizeof(reason), "%s is not reading%Z",
-                            peer->name);
-        peer->handler->failed(peer, NGX_VOICE_WS_CLOSE_ERROR, NULL,
-                              (char *) reason);
-        return NGX_ERROR;
+        return ngx_voice_peer_send(peer, NGX_VOICE_WS_PONG, &payload, 1);
 
     case NGX_VOICE_WS_PONG:
         peer->ping_sent = 0;
@@ -271,7 +259,33 @@ ngx_int_t
 ngx_voice_peer_send(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     ngx_str_t *parts, ngx_uint_t nparts)
 {
-    return ngx_voice_peer_queue(peer, opcode, parts, nparts, 1);
+    ngx_int_t  rc;
+    u_char     reason[128];
+
+    rc = ngx_voice_peer_queue(peer, opcode, parts, nparts, 1);
+
+    if (rc == NGX_OK || rc == NGX_DECLINED) {
+        /* declined: our close is out, nothing more goes */
+        return NGX_OK;
+    }
+
+    if (rc == NGX_BUSY) {
+        ngx_log_error(peer->log_level, peer->log, 0,
+                      "voice: %s is not reading, voice_buffer_size %uz "
+                      "reached", peer->name, peer->limit);
+
+        (void) ngx_snprintf(reason, sizeof(reason), "%s is not reading%Z",
+                            peer->name);
+
+    } else {
+        (void) ngx_snprintf(reason, sizeof(reason), "%s: out of memory%Z",
+                            peer->name);
+    }
+
+    peer->handler->failed(peer, NGX_VOICE_WS_CLOSE_ERROR, NULL,
+                          (char *) reason);
+
+    return NGX_ERROR;
 }
 
 
@@ -283,7 +297,7 @@ ngx_voice_peer_send_text(ngx_voice_peer_t *peer, u_char *data, size_t len)
     part.data = data;
     part.len = len;
 
-    return ngx_voice_peer_queue(peer, NGX_VOICE_WS_TEXT, &part, 1, 1);
+    return ngx_voice_peer_send(peer, NGX_VOICE_WS_TEXT, &part, 1);
 }
 
 

@@ -108,8 +108,9 @@ ngx_int_t ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos,
 
 /*
  * Queues one whole frame whose payload is the concatenation of "parts",
- * or nothing at all.  NGX_OK; NGX_BUSY: the output limit is reached;
- * NGX_DECLINED: our close frame is already out; NGX_ERROR: no memory.
+ * or nothing at all.  NGX_OK: queued, or dropped as our close frame is
+ * already out; NGX_ERROR: the peer is not reading (the output limit is
+ * reached) or there is no memory, and the failed handler has been told.
  */
 ngx_int_t ngx_voice_peer_send(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     ngx_str_t *parts, ngx_uint_t nparts);

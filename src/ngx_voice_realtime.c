@@ -54,10 +54,6 @@ static ngx_int_t ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt);
 static ngx_int_t ngx_voice_realtime_deny_approval(ngx_voice_realtime_t *rt);
 static void ngx_voice_realtime_log_error(ngx_voice_realtime_t *rt);
 static ngx_int_t ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt);
-static ngx_int_t ngx_voice_realtime_send(ngx_voice_realtime_t *rt,
-    ngx_str_t *parts, ngx_uint_t nparts);
-static ngx_int_t ngx_voice_realtime_send_text(ngx_voice_realtime_t *rt,
-    u_char *data, size_t len);
 
 
 static const ngx_voice_peer_handler_t  ngx_voice_realtime_peer_handler = {
@@ -466,7 +462,7 @@ ngx_voice_realtime_deny_approval(ngx_voice_realtime_t *rt)
     p = ngx_cpymem(p, "\",\"approve\":false}}",
                    sizeof("\",\"approve\":false}}") - 1);
 
-    return ngx_voice_realtime_send_text(rt, buf, p - buf);
+    return ngx_voice_peer_send_text(&rt->peer, buf, p - buf);
 }
 
 
@@ -501,7 +497,7 @@ ngx_voice_realtime_append(ngx_voice_realtime_t *rt, u_char *audio,
     parts[1].len = len;
     ngx_str_set(&parts[2], "\"}");
 
-    return ngx_voice_realtime_send(rt, parts, 3);
+    return ngx_voice_peer_send(&rt->peer, NGX_VOICE_WS_TEXT, parts, 3);
 }
 
 
@@ -512,13 +508,15 @@ ngx_voice_realtime_send_session(ngx_voice_realtime_t *rt,
 {
     ngx_int_t  rc;
 
-    rc = ngx_voice_realtime_send(rt, session_update, 1);
+    rc = ngx_voice_peer_send(&rt->peer, NGX_VOICE_WS_TEXT, session_update,
+                             1);
 
     if (rc != NGX_OK || greeting_item->len == 0) {
         return rc;
     }
 
-    rc = ngx_voice_realtime_send(rt, greeting_item, 1);
+    rc = ngx_voice_peer_send(&rt->peer, NGX_VOICE_WS_TEXT, greeting_item,
+                             1);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -543,7 +541,7 @@ ngx_voice_realtime_truncate(ngx_voice_realtime_t *rt, ngx_str_t *item_id,
     p = ngx_sprintf(p, "\",\"content_index\":0,\"audio_end_ms\":%M}",
                     audio_end_ms);
 
-    return ngx_voice_realtime_send_text(rt, buf, p - buf);
+    return ngx_voice_peer_send_text(&rt->peer, buf, p - buf);
 }
 
 
@@ -560,7 +558,7 @@ ngx_voice_realtime_dtmf(ngx_voice_realtime_t *rt, u_char digit)
                          "\"content\":[{\"type\":\"input_text\","
                          "\"text\":\"The caller pressed %c.\"}]}}", digit);
 
-    rc = ngx_voice_realtime_send_text(rt, buf, p - buf);
+    rc = ngx_voice_peer_send_text(&rt->peer, buf, p - buf);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -583,47 +581,5 @@ ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt)
     /* the response counts as active from now, so DTMF does not stack */
     rt->response_active = 1;
 
-    return ngx_voice_realtime_send_text(rt, msg, sizeof(msg) - 1);
-}
-
-
-static ngx_int_t
-ngx_voice_realtime_send_text(ngx_voice_realtime_t *rt, u_char *data,
-    size_t len)
-{
-    ngx_str_t  part;
-
-    part.data = data;
-    part.len = len;
-
-    return ngx_voice_realtime_send(rt, &part, 1);
-}
-
-
-/* what a write to OpenAI came to: NGX_OK, or NGX_ERROR once reported */
-static ngx_int_t
-ngx_voice_realtime_send(ngx_voice_realtime_t *rt, ngx_str_t *parts,
-    ngx_uint_t nparts)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_voice_peer_send(&rt->peer, NGX_VOICE_WS_TEXT, parts, nparts);
-
-    if (rc == NGX_OK || rc == NGX_DECLINED) {
-        /* declined: our close is out, nothing more goes */
-        return NGX_OK;
-    }
-
-    if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_ERR, rt->peer.log, 0,
-                      "voice: OpenAI is not reading, voice_buffer_size "
-                      "%uz reached", rt->peer.limit);
-        rt->handler->failed(rt, NGX_VOICE_WS_CLOSE_ERROR, NULL,
-                            "OpenAI is not reading");
-        return NGX_ERROR;
-    }
-
-    rt->handler->failed(rt, NGX_VOICE_WS_CLOSE_ERROR, NULL,
-                        "OpenAI: out of memory");
-    return NGX_ERROR;
+    return ngx_voice_peer_send_text(&rt->peer, msg, sizeof(msg) - 1);
 }

@@ -44,7 +44,9 @@ typedef void (*ngx_voice_token_handler_pt)(ngx_voice_token_op_t *op);
 
 
 /*
- * One mint or consume.  The shared-memory store answers at once: the call
+ * One mint or consume.  The interface is asynchronous because a store
+ * shared by several hosts is the next one to implement it.  The
+ * shared-memory store answers at once: the call
  * returns NGX_OK with op->status set and op->handler is not called.  A
  * store that answers later (one shared by several hosts) returns NGX_AGAIN
  * and calls op->handler exactly once when op->status is known; callers

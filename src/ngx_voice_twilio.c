@@ -44,8 +44,6 @@ static ngx_int_t ngx_voice_twilio_dispatch(void *data);
 static ngx_int_t ngx_voice_twilio_start(ngx_voice_twilio_t *tw);
 static ngx_int_t ngx_voice_twilio_reject_start(ngx_voice_twilio_t *tw,
     const char *what);
-static ngx_int_t ngx_voice_twilio_send(ngx_voice_twilio_t *tw,
-    ngx_str_t *parts, ngx_uint_t nparts);
 
 
 static const ngx_voice_peer_handler_t  ngx_voice_twilio_peer_handler = {
@@ -490,7 +488,7 @@ ngx_voice_twilio_send_media(ngx_voice_twilio_t *tw, u_char *payload,
     parts[3].len = len;
     ngx_str_set(&parts[4], "\"}}");
 
-    return ngx_voice_twilio_send(tw, parts, 5);
+    return ngx_voice_peer_send(&tw->peer, NGX_VOICE_WS_TEXT, parts, 5);
 }
 
 
@@ -505,7 +503,7 @@ ngx_voice_twilio_send_mark(ngx_voice_twilio_t *tw, ngx_str_t *name)
     parts[3] = *name;
     ngx_str_set(&parts[4], "\"}}");
 
-    return ngx_voice_twilio_send(tw, parts, 5);
+    return ngx_voice_peer_send(&tw->peer, NGX_VOICE_WS_TEXT, parts, 5);
 }
 
 
@@ -518,34 +516,5 @@ ngx_voice_twilio_send_clear(ngx_voice_twilio_t *tw)
     parts[1] = tw->stream_sid;
     ngx_str_set(&parts[2], "\"}");
 
-    return ngx_voice_twilio_send(tw, parts, 3);
-}
-
-
-/* what a write to Twilio came to: NGX_OK, or NGX_ERROR once reported */
-static ngx_int_t
-ngx_voice_twilio_send(ngx_voice_twilio_t *tw, ngx_str_t *parts,
-    ngx_uint_t nparts)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_voice_peer_send(&tw->peer, NGX_VOICE_WS_TEXT, parts, nparts);
-
-    if (rc == NGX_OK || rc == NGX_DECLINED) {
-        /* declined: our close is out, nothing more goes */
-        return NGX_OK;
-    }
-
-    if (rc == NGX_BUSY) {
-        ngx_log_error(NGX_LOG_INFO, tw->peer.log, 0,
-                      "voice: Twilio is not reading, voice_buffer_size "
-                      "%uz reached", tw->peer.limit);
-        tw->handler->failed(tw, NGX_VOICE_WS_CLOSE_ERROR, NULL,
-                            "Twilio is not reading");
-        return NGX_ERROR;
-    }
-
-    tw->handler->failed(tw, NGX_VOICE_WS_CLOSE_ERROR, NULL,
-                        "Twilio: out of memory");
-    return NGX_ERROR;
+    return ngx_voice_peer_send(&tw->peer, NGX_VOICE_WS_TEXT, parts, 3);
 }

@@ -57,6 +57,9 @@ ngx_voice_webhook_handler(ngx_http_request_t *r)
     ngx_table_elt_t           *allow;
     ngx_http_core_loc_conf_t  *clcf;
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "voice: webhook handler");
+
     if (!(r->method & NGX_HTTP_POST)) {
         allow = ngx_list_push(&r->headers_out.headers);
         if (allow == NULL) {
