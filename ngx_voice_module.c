@@ -512,9 +512,20 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_main_conf_t     *vmcf;
     ngx_voice_openai_conf_t  **stream;
 
-    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
-        || ngx_voice_openai_init_conf(cf, &conf->openai) != NGX_CONF_OK)
-    {
+    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->openai.api_key.len == 0) {
+        /* an empty key would still open a connection, to be refused */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_openai_api_key\" is required by "
+                      "\"voice_media_stream\" in %s:%ui",
+                      conf->role_file, conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_voice_openai_init_conf(cf, &conf->openai) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

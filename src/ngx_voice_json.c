@@ -392,23 +392,56 @@ ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
 /*
  * Audio goes verbatim into fixed JSON templates: anything but base64
  * there would let a peer write JSON of its choosing to the other one.
+ * It is whole quanta of 4 characters, "=" only as the padding of the
+ * last one, so its length in bytes is known exactly.
  */
 ngx_int_t
 ngx_voice_json_is_base64(const u_char *s, size_t len)
 {
+    size_t  i, pad;
     u_char  c;
 
-    while (len--) {
-        c = *s++;
+    if (len % 4) {
+        return 0;
+    }
+
+    pad = 0;
+
+    if (len && s[len - 1] == '=') {
+        pad = (s[len - 2] == '=') ? 2 : 1;
+    }
+
+    for (i = 0; i < len - pad; i++) {
+        c = s[i];
 
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+              || (c >= '0' && c <= '9') || c == '+' || c == '/'))
         {
             return 0;
         }
     }
 
     return 1;
+}
+
+
+/* the bytes whole base64 quanta (ngx_voice_json_is_base64) decode to */
+size_t
+ngx_voice_json_base64_len(const u_char *s, size_t len)
+{
+    size_t  n;
+
+    if (len < 4) {
+        return 0;
+    }
+
+    n = len / 4 * 3;
+
+    if (s[len - 1] == '=') {
+        n -= (s[len - 2] == '=') ? 2 : 1;
+    }
+
+    return n;
 }
 
 

@@ -82,7 +82,9 @@ ngx_int_t ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data,
 ngx_int_t ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
     const char *k2, const char *k3);
 
+/* base64 in whole quanta, "=" only as the last one's padding */
 ngx_int_t ngx_voice_json_is_base64(const u_char *s, size_t len);
+size_t ngx_voice_json_base64_len(const u_char *s, size_t len);
 
 /* JSON string escaping for the few strings put into fixed templates */
 u_char *ngx_voice_json_escape(u_char *dst, u_char *src, size_t len);

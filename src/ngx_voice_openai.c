@@ -185,12 +185,6 @@ ngx_voice_openai_init_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->api_key.len == 0) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "\"voice_openai_api_key\" is not set: "
-                           "media streams will be closed with 1011");
-    }
-
     return ngx_voice_openai_ssl(cf, conf);
 }
 

@@ -88,6 +88,8 @@ struct ngx_voice_peer_s {
     unsigned                         failed:1;     /* protocol error */
     unsigned                         paused:1;     /* backpressure */
     unsigned                         drop_data:1;  /* the owner is done */
+    unsigned                         fresh_chunk:1;
+    unsigned                         frame_begun:1;
 };
 
 

@@ -25,7 +25,8 @@ typedef enum {
     NGX_VOICE_TOKEN_UNKNOWN,
     NGX_VOICE_TOKEN_EXPIRED,
     NGX_VOICE_TOKEN_USED,
-    NGX_VOICE_TOKEN_FULL
+    NGX_VOICE_TOKEN_FULL,
+    NGX_VOICE_TOKEN_REPEAT       /* mint: the call's unused token again */
 } ngx_voice_token_status_e;
 
 
@@ -73,6 +74,24 @@ ngx_int_t ngx_voice_token_mint(ngx_voice_token_op_t *op);
 ngx_int_t ngx_voice_token_consume(ngx_voice_token_op_t *op);
 
 const char *ngx_voice_token_status_text(ngx_voice_token_status_e status);
+
+/*
+ * The token of a media-stream path, which is exactly "prefix" (the
+ * location's; a "/" is added when it has none at its end) followed by a
+ * token and at most one "/".  An empty prefix (a regex or exact location)
+ * takes the last path segment.  NGX_OK, or NGX_DECLINED for any other
+ * path.
+ */
+ngx_int_t ngx_voice_token_from_path(ngx_str_t *prefix, ngx_str_t *path,
+    ngx_str_t *token);
+
+/*
+ * Copies "len" bytes of "src" (a request line) into "dst" with every
+ * token-shaped run (43 or more base64url characters) cut to its first 4
+ * and "...": a token is a credential until it is used.  Returns the new
+ * length, never more than "len".
+ */
+size_t ngx_voice_token_redact(u_char *dst, u_char *src, size_t len);
 
 /* "voice_token_zone NAME:SIZE [ttl=TIME]" */
 char *ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

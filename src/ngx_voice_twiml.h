@@ -13,6 +13,7 @@
 
 
 #define NGX_VOICE_TWIML_REJECT  "<Response><Reject/></Response>"
+#define NGX_VOICE_TWIML_HANGUP  "<Response><Hangup/></Response>"
 
 
 /* the parts of the <Connect><Stream> answer fixed by configuration */

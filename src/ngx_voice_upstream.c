@@ -17,14 +17,13 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 #include <ngx_http.h>
-#include <ngx_sha1.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include "ngx_voice_upstream.h"
+#include "ngx_voice_ws.h"
 
 
 #define NGX_VOICE_HANDSHAKE_MAX  4096
-#define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 static void ngx_voice_upstream_handler(ngx_event_t *ev);
@@ -46,12 +45,6 @@ static void ngx_voice_upstream_save_session(ngx_connection_t *c);
 static ngx_int_t ngx_voice_upstream_create_request(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_send_request(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u);
-static ngx_int_t ngx_voice_upstream_parse_handshake(ngx_voice_upstream_t *u,
-    u_char *end);
-static ngx_int_t ngx_voice_upstream_check_headers(ngx_voice_upstream_t *u,
-    u_char *p, u_char *end);
-static ngx_int_t ngx_voice_upstream_header_is(u_char *line, u_char *end,
-    const char *name, u_char **value);
 static void ngx_voice_upstream_open(ngx_voice_upstream_t *u, u_char *pos,
     u_char *last);
 static void ngx_voice_upstream_dummy_handler(ngx_voice_upstream_t *u);
@@ -782,7 +775,7 @@ ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u)
 
         end += 4;
 
-        rc = ngx_voice_upstream_parse_handshake(u, end);
+        rc = ngx_voice_ws_parse_response(b->pos, end, u->ws_key, u->log);
 
         if (rc != NGX_OK) {
             ngx_voice_upstream_fail(u,
@@ -796,133 +789,6 @@ ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u)
         ngx_voice_upstream_open(u, end, b->last);
         return;
     }
-}
-
-
-/* NGX_OK; NGX_DECLINED: a status other than 101; NGX_ERROR */
-static ngx_int_t
-ngx_voice_upstream_parse_handshake(ngx_voice_upstream_t *u, u_char *end)
-{
-    u_char     *p;
-    ngx_int_t   status;
-
-    p = u->handshake->pos;
-
-    if (end - p < 12 || ngx_strncmp(p, "HTTP/1.1 ", 9) != 0) {
-        ngx_log_error(NGX_LOG_ERR, u->log, 0,
-                      "voice: OpenAI answered the WebSocket handshake "
-                      "with something that is not HTTP/1.1");
-        return NGX_ERROR;
-    }
-
-    status = ngx_atoi(p + 9, 3);
-
-    if (status != NGX_HTTP_SWITCHING_PROTOCOLS) {
-        ngx_log_error(NGX_LOG_ERR, u->log, 0,
-                      "voice: OpenAI refused the WebSocket handshake "
-                      "with status %i", status);
-        return NGX_DECLINED;
-    }
-
-    return ngx_voice_upstream_check_headers(u, p, end);
-}
-
-
-/* Upgrade, Connection and the Sec-WebSocket-Accept our key asks for */
-static ngx_int_t
-ngx_voice_upstream_check_headers(ngx_voice_upstream_t *u, u_char *p,
-    u_char *end)
-{
-    u_char      *line, *eol, *value;
-    ngx_str_t    expected, digest;
-    ngx_uint_t   upgrade, connection, accept;
-    ngx_sha1_t   sha1;
-    u_char       hash[20], b64[28];
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, u->ws_key, sizeof(u->ws_key));
-    ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
-    ngx_sha1_final(hash, &sha1);
-
-    digest.data = hash;
-    digest.len = sizeof(hash);
-    expected.data = b64;
-    ngx_encode_base64(&expected, &digest);
-
-    upgrade = 0;
-    connection = 0;
-    accept = 0;
-
-    line = ngx_strlchr(p, end, '\n');
-
-    while (line && ++line < end) {
-        eol = ngx_strlchr(line, end, '\r');
-        if (eol == NULL) {
-            break;
-        }
-
-        if (ngx_voice_upstream_header_is(line, eol, "Upgrade", &value)) {
-            upgrade = (eol - value == 9
-                       && ngx_strncasecmp(value, (u_char *) "websocket", 9)
-                          == 0);
-
-        } else if (ngx_voice_upstream_header_is(line, eol, "Connection",
-                                                &value))
-        {
-            connection = (ngx_strlcasestrn(value, eol, (u_char *) "upgrade",
-                                           7 - 1)
-                          != NULL);
-
-        } else if (ngx_voice_upstream_header_is(line, eol,
-                                                "Sec-WebSocket-Accept",
-                                                &value))
-        {
-            accept = ((size_t) (eol - value) == expected.len
-                      && ngx_memcmp(value, expected.data, expected.len) == 0);
-        }
-
-        line = ngx_strlchr(line, end, '\n');
-    }
-
-    if (!upgrade || !connection || !accept) {
-        ngx_log_error(NGX_LOG_ERR, u->log, 0,
-                      "voice: OpenAI WebSocket handshake has %s",
-                      !accept ? "a wrong Sec-WebSocket-Accept"
-                              : "no Upgrade: websocket");
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* "Name: value" with the name compared case-insensitively */
-static ngx_int_t
-ngx_voice_upstream_header_is(u_char *line, u_char *end, const char *name,
-    u_char **value)
-{
-    size_t   len;
-    u_char  *p;
-
-    len = ngx_strlen(name);
-
-    if ((size_t) (end - line) <= len || line[len] != ':'
-        || ngx_strncasecmp(line, (u_char *) name, len) != 0)
-    {
-        return 0;
-    }
-
-    for (p = line + len + 1; p < end && (*p == ' ' || *p == '\t'); p++) {
-        /* void */
-    }
-
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
-        end--;
-    }
-
-    *value = p;
-
-    return 1;
 }
 
 

@@ -20,6 +20,18 @@
 #include "ngx_voice_webhook.h"
 
 
+/*
+ * Repeated webhooks of one call are logged once a second per worker, with
+ * how many came: a replay flood must not flood the log too.
+ */
+typedef struct {
+    ngx_uint_t                   level;
+    const char                  *what;
+    time_t                       logged;
+    ngx_uint_t                   count;
+} ngx_voice_webhook_repeats_t;
+
+
 static ngx_int_t ngx_voice_webhook_is_form(ngx_http_request_t *r);
 static void ngx_voice_webhook_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_webhook_process(ngx_http_request_t *r);
@@ -40,6 +52,8 @@ static void ngx_voice_webhook_info(ngx_voice_call_info_t *info,
     ngx_array_t *params);
 static ngx_int_t ngx_voice_webhook_send(ngx_http_request_t *r,
     ngx_str_t *twiml);
+static void ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
+    ngx_voice_webhook_repeats_t *repeats, ngx_str_t *sid);
 static ngx_int_t ngx_voice_webhook_sig_prefixes(ngx_conf_t *cf,
     ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
 static ngx_int_t ngx_voice_webhook_stream_base(ngx_conf_t *cf,
@@ -48,6 +62,14 @@ static ngx_int_t ngx_voice_webhook_stream_base(ngx_conf_t *cf,
 
 static ngx_str_t  ngx_voice_twiml_reject =
     ngx_string(NGX_VOICE_TWIML_REJECT);
+static ngx_str_t  ngx_voice_twiml_hangup =
+    ngx_string(NGX_VOICE_TWIML_HANGUP);
+
+static ngx_voice_webhook_repeats_t  ngx_voice_webhook_retried =
+    { NGX_LOG_INFO, "its stream is not open yet: the same TwiML", 0, 0 };
+
+static ngx_voice_webhook_repeats_t  ngx_voice_webhook_answered =
+    { NGX_LOG_WARN, "its stream was opened already: <Hangup/>", 0, 0 };
 
 
 ngx_int_t
@@ -443,7 +465,27 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
     ngx_voice_loc_conf_t      *vlcf;
     ngx_http_core_srv_conf_t  *cscf;
 
-    if (op->status != NGX_VOICE_TOKEN_OK) {
+    switch (op->status) {
+
+    case NGX_VOICE_TOKEN_OK:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "voice: incoming call %V, stream token minted",
+                      ngx_voice_loggable_sid(&op->info.call_sid));
+        break;
+
+    case NGX_VOICE_TOKEN_REPEAT:
+        /* Twilio retried, or it is a replay: the same answer */
+        ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_retried,
+                                     &op->info.call_sid);
+        break;
+
+    case NGX_VOICE_TOKEN_USED:
+        /* the call is answered already: <Reject/> no longer applies */
+        ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_answered,
+                                     &op->info.call_sid);
+        return ngx_voice_webhook_send(r, &ngx_voice_twiml_hangup);
+
+    default: /* NGX_VOICE_TOKEN_FULL */
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -481,10 +523,6 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "voice: incoming call %V, stream token minted",
-                  ngx_voice_loggable_sid(&op->info.call_sid));
-
     return ngx_voice_webhook_send(r, &twiml);
 }
 
@@ -507,6 +545,27 @@ ngx_voice_webhook_info(ngx_voice_call_info_t *info, ngx_array_t *params)
 
     v = ngx_voice_form_get(params, "To");
     info->to = v ? *v : empty;
+}
+
+
+static void
+ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
+    ngx_voice_webhook_repeats_t *repeats, ngx_str_t *sid)
+{
+    repeats->count++;
+
+    if (repeats->logged == ngx_time()) {
+        return;
+    }
+
+    ngx_log_error(repeats->level, r->connection->log, 0,
+                  "voice: webhook repeated for call %V, %s "
+                  "(%ui such since the last line)",
+                  ngx_voice_loggable_sid(sid), repeats->what,
+                  repeats->count);
+
+    repeats->logged = ngx_time();
+    repeats->count = 0;
 }
 
 

@@ -8,7 +8,11 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_sha1.h>
 #include "ngx_voice_ws.h"
+
+
+#define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 #define NGX_VOICE_UTF8_REJECT  0xffffffff
@@ -24,6 +28,10 @@ static void ngx_voice_ws_error(ngx_voice_ws_event_t *ev, ngx_uint_t code,
     const char *reason);
 static ngx_int_t ngx_voice_ws_close_code_valid(ngx_uint_t code);
 static void ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len);
+static ngx_int_t ngx_voice_ws_check_headers(u_char *p, u_char *end,
+    u_char *key, ngx_log_t *log);
+static ngx_int_t ngx_voice_ws_header_is(u_char *line, u_char *end,
+    const char *name, u_char **value);
 
 
 void
@@ -438,6 +446,142 @@ ngx_voice_ws_close_payload(u_char *dst, ngx_uint_t code, const char *reason)
     ngx_memcpy(dst + 2, reason, len);
 
     return 2 + len;
+}
+
+
+/*
+ * The server's answer to our handshake, [start, end) up to and with its
+ * empty line: NGX_OK; NGX_DECLINED: a status other than 101; NGX_ERROR.
+ */
+ngx_int_t
+ngx_voice_ws_parse_response(u_char *start, u_char *end, u_char *key,
+    ngx_log_t *log)
+{
+    ngx_int_t  status;
+
+    if (end - start < 12 || ngx_strncmp(start, "HTTP/1.1 ", 9) != 0) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: OpenAI answered the WebSocket handshake "
+                      "with something that is not HTTP/1.1");
+        return NGX_ERROR;
+    }
+
+    status = ngx_atoi(start + 9, 3);
+
+    if (status != 101) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: OpenAI refused the WebSocket handshake "
+                      "with status %i", status);
+        return NGX_DECLINED;
+    }
+
+    return ngx_voice_ws_check_headers(start, end, key, log);
+}
+
+
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2) */
+void
+ngx_voice_ws_accept(u_char *key, size_t len, u_char *accept)
+{
+    ngx_str_t   digest, out;
+    ngx_sha1_t  sha1;
+    u_char      hash[20];
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, key, len);
+    ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
+    ngx_sha1_final(hash, &sha1);
+
+    digest.data = hash;
+    digest.len = sizeof(hash);
+    out.data = accept;
+    ngx_encode_base64(&out, &digest);
+}
+
+
+/* Upgrade, Connection and the Sec-WebSocket-Accept our key asks for */
+static ngx_int_t
+ngx_voice_ws_check_headers(u_char *p, u_char *end, u_char *key,
+    ngx_log_t *log)
+{
+    u_char      *line, *eol, *value;
+    ngx_uint_t   upgrade, connection, accept;
+    u_char       expected[NGX_VOICE_WS_ACCEPT_LEN];
+
+    ngx_voice_ws_accept(key, NGX_VOICE_WS_KEY_LEN, expected);
+
+    upgrade = 0;
+    connection = 0;
+    accept = 0;
+
+    line = ngx_strlchr(p, end, '\n');
+
+    while (line && ++line < end) {
+        eol = ngx_strlchr(line, end, '\r');
+        if (eol == NULL) {
+            break;
+        }
+
+        if (ngx_voice_ws_header_is(line, eol, "Upgrade", &value)) {
+            upgrade = (eol - value == 9
+                       && ngx_strncasecmp(value, (u_char *) "websocket", 9)
+                          == 0);
+
+        } else if (ngx_voice_ws_header_is(line, eol, "Connection", &value)) {
+            connection = (ngx_strlcasestrn(value, eol, (u_char *) "upgrade",
+                                           7 - 1)
+                          != NULL);
+
+        } else if (ngx_voice_ws_header_is(line, eol, "Sec-WebSocket-Accept",
+                                          &value))
+        {
+            accept = (eol - value == NGX_VOICE_WS_ACCEPT_LEN
+                      && ngx_memcmp(value, expected, NGX_VOICE_WS_ACCEPT_LEN)
+                         == 0);
+        }
+
+        line = ngx_strlchr(line, end, '\n');
+    }
+
+    if (!upgrade || !connection || !accept) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: OpenAI WebSocket handshake has %s",
+                      !accept ? "a wrong Sec-WebSocket-Accept"
+                              : "no Upgrade: websocket");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "Name: value" with the name compared case-insensitively */
+static ngx_int_t
+ngx_voice_ws_header_is(u_char *line, u_char *end, const char *name,
+    u_char **value)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = ngx_strlen(name);
+
+    if ((size_t) (end - line) <= len || line[len] != ':'
+        || ngx_strncasecmp(line, (u_char *) name, len) != 0)
+    {
+        return 0;
+    }
+
+    for (p = line + len + 1; p < end && (*p == ' ' || *p == '\t'); p++) {
+        /* void */
+    }
+
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    *value = p;
+
+    return 1;
 }
 
 
