@@ -525,7 +525,10 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_voice_openai_init_conf(cf, &conf->openai) != NGX_CONF_OK) {
+    if (ngx_voice_openai_init_conf(cf, &conf->openai, conf->role_file,
+                                   conf->role_line)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

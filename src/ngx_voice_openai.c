@@ -179,8 +179,15 @@ ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
 
 
 char *
-ngx_voice_openai_init_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
+ngx_voice_openai_init_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
+    u_char *file, ngx_uint_t line)
 {
+    if (conf->url_file == NULL) {
+        /* the default URL: its problems are the location's */
+        conf->url_file = file;
+        conf->url_line = line;
+    }
+
     if (ngx_voice_openai_addrs(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
@@ -245,9 +252,7 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
                   "be resolved%s%s; configure a \"resolver\" or "
                   "calls will be closed with 1011 in %s:%ui",
                   &conf->host, ru.err ? ": " : "", ru.err ? ru.err : "",
-                  conf->url_file ? conf->url_file
-                                 : cf->conf_file->file.name.data,
-                  conf->url_file ? conf->url_line : cf->conf_file->line);
+                  conf->url_file, conf->url_line);
 
     return NGX_OK;
 }
