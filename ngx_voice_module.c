@@ -33,6 +33,8 @@ static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_voice_merge_unnamed(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *prev, ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_role(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_webhook(ngx_conf_t *cf,
@@ -433,6 +435,10 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_voice_merge_unnamed(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     switch (conf->role) {
 
     case NGX_VOICE_ROLE_INCOMING_CALL:
@@ -444,6 +450,39 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     default: /* NGX_VOICE_ROLE_NONE */
         return NGX_CONF_OK;
     }
+}
+
+
+/*
+ * An "if" or "limit_except" block inside a handler location is a location
+ * of its own, with no name, that serves the same requests: as proxy_pass
+ * does, it takes the role of the location it is in.
+ */
+static char *
+ngx_voice_merge_unnamed(ngx_conf_t *cf, ngx_voice_loc_conf_t *prev,
+    ngx_voice_loc_conf_t *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (!clcf->noname || conf->role != NGX_VOICE_ROLE_NONE) {
+        return NGX_CONF_OK;
+    }
+
+    conf->role = prev->role;
+    conf->role_file = prev->role_file;
+    conf->role_line = prev->role_line;
+
+    if (clcf->lmt_excpt && clcf->handler == NULL
+        && conf->role != NGX_VOICE_ROLE_NONE)
+    {
+        clcf->handler = (conf->role == NGX_VOICE_ROLE_INCOMING_CALL)
+                        ? ngx_voice_webhook_handler
+                        : ngx_voice_media_stream_handler;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -463,8 +502,10 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (clcf->handler != ngx_voice_webhook_handler
-        && clcf->handler != ngx_voice_media_stream_handler)
+        && clcf->handler != ngx_voice_media_stream_handler
+        && !(clcf->noname && clcf->handler == NULL))
     {
+        /* an "if" block keeps its location's handler: it has none */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"%s\" conflicts with another content handler in "
                       "location \"%V\" in %s:%ui", name, &clcf->name,
@@ -542,6 +583,14 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     *stream = &conf->openai;
 
     if (ngx_voice_session_build(cf, &conf->session) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->call.buffer_size < 2 * conf->call.max_message_size) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_buffer_size\" must be at least twice "
+                      "\"voice_max_message_size\" in %s:%ui",
+                      conf->role_file, conf->role_line);
         return NGX_CONF_ERROR;
     }
 

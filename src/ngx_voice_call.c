@@ -32,6 +32,9 @@ static ngx_int_t ngx_voice_call_check_peer(ngx_voice_call_t *call,
 static void ngx_voice_call_duration_timeout(ngx_event_t *ev);
 
 
+static ngx_log_handler_pt  ngx_voice_call_http_log_handler;
+
+
 void
 ngx_voice_call_create_conf(ngx_voice_call_conf_t *conf)
 {
@@ -59,13 +62,6 @@ ngx_voice_call_merge_conf(ngx_conf_t *cf, ngx_voice_call_conf_t *prev,
                               64 * 1024);
     ngx_conf_merge_value(conf->dtmf, prev->dtmf, 1);
 
-    if (conf->buffer_size < 2 * conf->max_message_size) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"voice_buffer_size\" must be at least twice "
-                           "\"voice_max_message_size\"");
-        return NGX_CONF_ERROR;
-    }
-
     return NGX_CONF_OK;
 }
 
@@ -91,12 +87,7 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
     call->vars.call_sid = call->info.call_sid;
     call->accepted = ngx_current_msec;
 
-    /* the log handler finds the call through the request */
-    ngx_http_set_ctx(r, call, ngx_voice_module);
-
-    if (ngx_voice_call_init_log(call) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    /* the cleanup is there first: it gives the log handler back */
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
@@ -105,6 +96,13 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
 
     cln->handler = ngx_voice_call_cleanup;
     cln->data = call;
+
+    /* the log handler finds the call through the request */
+    ngx_http_set_ctx(r, call, ngx_voice_module);
+
+    if (ngx_voice_call_init_log(call) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "voice: call upgraded");
@@ -157,6 +155,9 @@ ngx_voice_call_init_log(ngx_voice_call_t *call)
     call->log = log;
     call->log_handler = log->handler;
 
+    /* nginx's ngx_http_log_error(), static there, for lines of no call */
+    ngx_voice_call_http_log_handler = log->handler;
+
     log->handler = ngx_voice_call_log_handler;
 
     return NGX_OK;
@@ -171,7 +172,15 @@ ngx_voice_call_log_handler(ngx_log_t *log, u_char *buf, size_t len)
     ngx_http_log_ctx_t  *ctx;
 
     ctx = log->data;
-    call = ngx_http_get_module_ctx(ctx->request, ngx_voice_module);
+    call = ctx->request ? ngx_http_get_module_ctx(ctx->request,
+                                                  ngx_voice_module)
+                        : NULL;
+
+    if (call == NULL || call->log != log) {
+        /* not (or no longer) a call's line: nginx's context only */
+        return ngx_voice_call_http_log_handler
+               ? ngx_voice_call_http_log_handler(log, buf, len) : buf;
+    }
 
     /* nginx's own context first: client, server, request */
 
@@ -200,6 +209,7 @@ ngx_voice_call_init_twilio(ngx_voice_call_t *call)
 
     tw->handler = &ngx_voice_call_twilio_handler;
     tw->data = call;
+    tw->call_sid = call->info.call_sid;
     tw->max_message = call->conf->max_message_size;
     tw->peer.limit = call->conf->buffer_size;
     tw->peer.log = call->log;

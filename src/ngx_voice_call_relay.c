@@ -17,8 +17,7 @@
 #include "ngx_voice_call_setup.h"
 
 
-static ngx_int_t ngx_voice_call_on_start(ngx_voice_twilio_t *tw,
-    ngx_str_t *call_sid);
+static ngx_int_t ngx_voice_call_on_start(ngx_voice_twilio_t *tw);
 static ngx_int_t ngx_voice_call_on_media(ngx_voice_twilio_t *tw,
     u_char *payload, size_t len);
 static ngx_int_t ngx_voice_call_on_mark(ngx_voice_twilio_t *tw,
@@ -62,22 +61,9 @@ const ngx_voice_realtime_handler_t  ngx_voice_call_openai_handler = {
 
 
 static ngx_int_t
-ngx_voice_call_on_start(ngx_voice_twilio_t *tw, ngx_str_t *call_sid)
+ngx_voice_call_on_start(ngx_voice_twilio_t *tw)
 {
     ngx_voice_call_t  *call = tw->data;
-
-    if (call_sid->len != call->info.call_sid.len
-        || ngx_memcmp(call_sid->data, call->info.call_sid.data,
-                      call_sid->len) != 0)
-    {
-        ngx_log_error(NGX_LOG_WARN, call->log, 0,
-                      "voice: Twilio start callSid does not match the "
-                      "call the token was minted for");
-        ngx_voice_call_set_reason(call, "callSid mismatch");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_POLICY,
-                           NGX_VOICE_WS_CLOSE_NORMAL, "callSid mismatch");
-        return NGX_ERROR;
-    }
 
     call->vars.stream_sid = tw->stream_sid;
 

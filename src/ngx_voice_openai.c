@@ -346,11 +346,10 @@ ngx_voice_openai_ssl_name(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
     ngx_str_t   name;
     ngx_addr_t  addr;
 
-    if (conf->ssl_name.len == 0) {
-        conf->ssl_name = conf->host;
-    }
+    /* derived per location: an inner voice_openai_url has its own host */
+    conf->ssl_server_name = conf->ssl_name.len ? conf->ssl_name : conf->host;
 
-    name = conf->ssl_name;
+    name = conf->ssl_server_name;
 
     if (name.len > 2 && name.data[0] == '[' && name.data[name.len - 1] == ']')
     {

@@ -42,6 +42,7 @@ typedef struct {
     ngx_msec_t                  resolver_timeout;
 
     ngx_ssl_t                  *ssl;
+    ngx_str_t                   ssl_server_name; /* checked, and SNI */
     u_char                     *ssl_name_z;
     ngx_uint_t                  ssl_name_is_ip;
     ngx_ssl_session_t          *ssl_session;   /* per worker */

@@ -96,12 +96,18 @@ ngx_voice_realtime_open(ngx_voice_realtime_t *rt, ngx_connection_t *c)
     /* OpenAI's faults are upstream faults */
     rt->peer.log_level = NGX_LOG_ERR;
 
-    if (ngx_voice_peer_init(&rt->peer, c, 1) != NGX_OK) {
+    if (ngx_voice_peer_init(&rt->peer, c, 1) != NGX_OK
+        || ngx_voice_json_init(&rt->json, &ngx_voice_realtime_json, rt,
+                               rt->peer.log)
+           != NGX_OK)
+    {
+        /* not a WebSocket after all: the connection is closed by the owner */
+        rt->peer.open = 0;
+        rt->peer.connection = NULL;
         return NGX_ERROR;
     }
 
-    return ngx_voice_json_init(&rt->json, &ngx_voice_realtime_json, rt,
-                               rt->peer.log);
+    return NGX_OK;
 }
 
 

@@ -419,7 +419,7 @@ ngx_voice_twilio_dispatch(void *data)
 }
 
 
-/* the stream's format and streamSid; the owner checks the callSid */
+/* the call the token was minted for, the stream's format, its streamSid */
 static ngx_int_t
 ngx_voice_twilio_start(ngx_voice_twilio_t *tw)
 {
@@ -430,6 +430,19 @@ ngx_voice_twilio_start(ngx_voice_twilio_t *tw)
 
     if (tw->started) {
         return NGX_OK;
+    }
+
+    if (msg->call_sid.len != tw->call_sid.len
+        || ngx_memcmp(msg->call_sid.data, tw->call_sid.data,
+                      msg->call_sid.len) != 0)
+    {
+        /* a token used for another call than its own */
+        ngx_log_error(NGX_LOG_WARN, tw->peer.log, 0,
+                      "voice: Twilio start callSid does not match the "
+                      "call the token was minted for");
+        tw->handler->failed(tw, NGX_VOICE_WS_CLOSE_POLICY,
+                            "callSid mismatch", "callSid mismatch");
+        return NGX_ERROR;
     }
 
     if (msg->encoding.len != sizeof("audio/x-mulaw") - 1
@@ -457,7 +470,7 @@ ngx_voice_twilio_start(ngx_voice_twilio_t *tw)
 
     tw->started = 1;
 
-    return tw->handler->start(tw, &msg->call_sid);
+    return tw->handler->start(tw);
 }
 
 

@@ -32,9 +32,8 @@ typedef struct ngx_voice_twilio_s  ngx_voice_twilio_t;
  * go on or NGX_ERROR once the call is ending, which stops the parsing.
  */
 typedef struct {
-    /* "start", its streamSid and mediaFormat checked */
-    ngx_int_t                  (*start)(ngx_voice_twilio_t *tw,
-                                        ngx_str_t *call_sid);
+    /* "start", its callSid, mediaFormat and streamSid checked */
+    ngx_int_t                  (*start)(ngx_voice_twilio_t *tw);
     ngx_int_t                  (*media)(ngx_voice_twilio_t *tw,
                                         u_char *payload, size_t len);
     ngx_int_t                  (*mark)(ngx_voice_twilio_t *tw,
@@ -83,6 +82,7 @@ struct ngx_voice_twilio_s {
     size_t                             max_message;
     u_char                            *scratch;
 
+    ngx_str_t                          call_sid;    /* the token's */
     ngx_str_t                          stream_sid;
     u_char                             stream_sid_buf[NGX_VOICE_SID_MAX];
 
@@ -96,8 +96,9 @@ struct ngx_voice_twilio_s {
 /*
  * Takes over the request's connection once the 101 is queued: the request
  * is held (r->main->count) and the 101 is pushed out.  The owner sets the
- * request's event handlers.  "tw->handler", "data", "max_message" and the
- * peer's "limit", "log" and "pool" are set before.
+ * request's event handlers.  "tw->handler", "data", "max_message",
+ * "call_sid" (the call the stream's start must name) and the peer's
+ * "limit", "log" and "pool" are set before.
  */
 ngx_int_t ngx_voice_twilio_take_over(ngx_voice_twilio_t *tw,
     ngx_http_request_t *r);

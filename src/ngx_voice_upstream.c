@@ -339,6 +339,13 @@ ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
 
     c = u->peer.connection;
 
+    if (c->close) {
+        /* worker_shutdown_timeout: the Twilio leg ends the call too */
+        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_CONNECT,
+                                "nginx is shutting down");
+        return;
+    }
+
     if (c->write->timedout) {
         ngx_log_error(NGX_LOG_ERR, u->log, NGX_ETIMEDOUT,
                       "voice: connect() to OpenAI at %V timed out",
@@ -392,6 +399,10 @@ ngx_voice_upstream_drop(ngx_voice_upstream_t *u)
 
     if (c) {
         if (c->ssl) {
+            if (!c->ssl->handshaked) {
+                c->log->action = u->action;
+            }
+
             c->ssl->no_wait_shutdown = 1;
             (void) ngx_ssl_shutdown(c);
         }
@@ -455,6 +466,8 @@ ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u)
         c->ssl->save_session = ngx_voice_upstream_save_session;
     }
 
+    /* the log is the call's, shared with Twilio: its action comes back */
+    u->action = c->log->action;
     c->log->action = "SSL handshaking to OpenAI";
 
     rc = ngx_ssl_handshake(c);
@@ -493,7 +506,7 @@ static ngx_int_t
 ngx_voice_upstream_ssl_handshaked(ngx_voice_upstream_t *u,
     ngx_connection_t *c)
 {
-    c->log->action = "relaying a voice call";
+    c->log->action = u->action;
 
     if (!c->ssl->handshaked) {
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
@@ -555,10 +568,10 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
     }
 
     if (!conf->ssl_name_is_ip) {
-        if (ngx_ssl_check_host(c, &conf->ssl_name) != NGX_OK) {
+        if (ngx_ssl_check_host(c, &conf->ssl_server_name) != NGX_OK) {
             ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: OpenAI SSL certificate does not match "
-                          "\"%V\"", &conf->ssl_name);
+                          "\"%V\"", &conf->ssl_server_name);
             return NGX_ERROR;
         }
 
@@ -578,7 +591,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
     if (rc != 1) {
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate does not match "
-                      "\"%V\"", &conf->ssl_name);
+                      "\"%V\"", &conf->ssl_server_name);
         return NGX_ERROR;
     }
 

@@ -54,6 +54,7 @@ struct ngx_voice_upstream_s {
     u_char                         ws_key[NGX_VOICE_WS_KEY_LEN];
 
     ngx_msec_t                     deadline;  /* of voice_connect_timeout */
+    char                          *action;    /* of the log, given back */
     ngx_event_t                    timer;
 
     ngx_voice_upstream_handler_pt  read_event_handler;

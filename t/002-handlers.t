@@ -290,3 +290,96 @@ is($log, "call=CA0123456789abcdef0123456789abcdef status=200\n"
    'the signed webhook logs its CallSid, the forged one does not');
 --- no_error_log
 [error]
+
+
+
+=== TEST 16: an "if" block inside a signed webhook location keeps its role
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    if ($request_method = POST) { set $voice_test 1; }
+}
+--- request
+POST /incoming-call
+CallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign: https://voice.example.com/incoming-call
+--- error_code: 200
+--- response_body_like: ^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$
+--- no_error_log
+[warn]
+[error]
+
+
+
+=== TEST 17: limit_except inside a webhook location keeps its role
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+--- config
+location = /incoming-call {
+    voice_incoming_call;
+    limit_except POST { deny all; }
+}
+--- request eval
+["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
+ "GET /incoming-call"]
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- twilio_sign eval
+["https://voice.example.com/incoming-call", undef]
+--- error_code eval
+[200, 403]
+--- response_body_like eval
+[qr{^<Response><Connect><Stream url="wss://voice\.example\.com/media-stream/[A-Za-z0-9_-]{43}"/></Connect></Response>$},
+ qr{403 Forbidden}]
+
+
+
+=== TEST 18: voice_max_message_size given where no media stream is: no buffer check there
+voice_buffer_size must be at least twice voice_max_message_size only where
+a media stream is served, with the values it has there.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_max_message_size 200k;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ {
+    voice_media_stream;
+    voice_buffer_size 1m;
+    voice_openai_url wss://127.0.0.1:1/v1/realtime;
+    voice_openai_api_key sk-test;
+}
+--- config_test
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 19: a media stream whose buffer is too small for its messages, at its line
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_max_message_size 200k;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_url wss://127.0.0.1:1/v1/realtime;
+    voice_openai_api_key sk-test;
+}
+--- must_die
+--- config_test
+--- error_log
+"voice_buffer_size" must be at least twice "voice_max_message_size"
+--- perl_check
+line_has(stderr_since_start() . error_log_since_start(),
+         'voice_media_stream', 'buffer check');

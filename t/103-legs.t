@@ -195,3 +195,74 @@ my ($line) = grep { /voice: connect\(\) to OpenAI/ } split /\n/,
 like($line // '', qr/, CallSid: \Q$sid\E$/, 'the connect error names the call');
 --- error_log eval
 qr/\[error\] .*voice: connect\(\) to OpenAI at 127\.0\.0\.1:\d+ failed/
+
+
+
+=== TEST 4: an "if" block inside a media-stream location keeps the location's role
+An "if" in a location is a location of its own with no name; like
+proxy_pass, the stream endpoint serves it too, with the same settings.
+--- http_config
+voice_token_zone tokens:1m;
+voice_public_url https://voice.example.com;
+voice_twilio_auth_token 12345;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
+    voice_openai_api_key sk-test-key;
+    voice_ssl_trusted_certificate $TEST_NGINX_CA;
+    if ($request_method = GET) { set $voice_test 1; }
+}
+--- perl_check
+my $pos = fake_pos();
+my $t = twilio_call(steps => [hello(), { send => 'media', count => 3 },
+                              { sleep => 300 }, { send => 'stop' },
+                              { wait_close => 3000 }]);
+is($t->{upgrade_status}, 101, 'upgraded');
+is($t->{close}{code}, 1000, 'the call ended with Twilio stop');
+my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
+is(scalar(oa_msgs(\@ev, undef, 'session.update')), 1,
+   'the session was set up with the location\'s settings');
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: a media-stream location nested in another, with its own voice_openai_url
+The inner location's host is the one checked in the certificate and sent
+as SNI, not the outer one's.
+--- http_config
+voice_token_zone tokens:1m;
+voice_public_url https://voice.example.com;
+voice_stream_url wss://voice.example.com/v1/media-stream;
+voice_twilio_auth_token 12345;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location /v1/ {
+    voice_media_stream;
+    voice_openai_url wss://openai.example.invalid/v1/realtime;
+    voice_openai_api_key sk-test-key;
+    voice_ssl_trusted_certificate $TEST_NGINX_CA;
+    resolver 127.0.0.1:$TEST_NGINX_DNS_PORT ipv6=off;
+
+    location /v1/media-stream/ {
+        voice_media_stream;
+        voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
+    }
+}
+--- perl_check
+my $pos = fake_pos();
+my $t = twilio_call(steps => [
+    hello(), { sleep => 300 }, { send => 'stop' }, { wait_close => 3000 }]);
+is($t->{upgrade_status}, 101, 'upgraded');
+is($t->{close}{code}, 1000, 'the call ended with Twilio stop, not 1011');
+my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
+my ($c) = oa_event(\@ev, 'connect');
+ok($c, 'the inner URL was reached');
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
+--- no_error_log
+[error]
