@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice.h"
+#include "ngx_voice_call_action.h"
 #include "ngx_voice_media_stream.h"
 #include "ngx_voice_secret.h"
 #include "ngx_voice_token.h"
@@ -39,6 +40,8 @@ static char *ngx_voice_merge_role(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_webhook(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_agent(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_media_stream(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -48,6 +51,22 @@ static char *ngx_voice_check_size(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_voice_check_num(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_voice_bounds_error(ngx_conf_t *cf,
     ngx_voice_conf_bounds_t *b, const char *unit);
+
+
+/* by role: the content handler, and the directive that sets it */
+static ngx_http_handler_pt  ngx_voice_role_handlers[] = {
+    NULL,
+    ngx_voice_webhook_handler,
+    ngx_voice_media_stream_handler,
+    ngx_voice_call_action_handler
+};
+
+static const char  *ngx_voice_role_names[] = {
+    NULL,
+    "voice_incoming_call",
+    "voice_media_stream",
+    "voice_call_action"
+};
 
 
 static ngx_voice_conf_bounds_t  ngx_voice_msec_positive =
@@ -94,6 +113,13 @@ static ngx_command_t  ngx_voice_commands[] = {
       ngx_voice_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_VOICE_ROLE_MEDIA_STREAM,
+      NULL },
+
+    { ngx_string("voice_call_action"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_voice_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_VOICE_ROLE_CALL_ACTION,
       NULL },
 
     /* what Twilio signs: src/ngx_voice_signature.c */
@@ -147,6 +173,27 @@ static ngx_command_t  ngx_voice_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_voice_loc_conf_t, webhook.fallback_say),
+      NULL },
+
+    { ngx_string("voice_call_action_url"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_voice_webhook_set_action_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, webhook),
+      NULL },
+
+    { ngx_string("voice_transfer_say"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, webhook.transfer_say),
+      NULL },
+
+    { ngx_string("voice_transfer_time_limit"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, webhook.transfer_time_limit),
       NULL },
 
     /* the OpenAI leg: src/ngx_voice_openai.c */
@@ -295,6 +342,36 @@ static ngx_command_t  ngx_voice_commands[] = {
       offsetof(ngx_voice_loc_conf_t, session.greeting),
       NULL },
 
+    { ngx_string("voice_hangup"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, session.hangup),
+      NULL },
+
+    { ngx_string("voice_transfer"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE23,
+      ngx_voice_session_set_transfer,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, session),
+      NULL },
+
+    { ngx_string("voice_transcription_model"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, session.transcription_model),
+      NULL },
+
+    /* the transcript log: src/ngx_voice_transcript.c */
+
+    { ngx_string("voice_transcript_log"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_voice_transcript_set_log,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, transcript),
+      NULL },
+
       ngx_null_command
 };
 
@@ -410,6 +487,7 @@ ngx_voice_create_loc_conf(ngx_conf_t *cf)
     ngx_voice_openai_create_conf(&conf->openai);
     ngx_voice_call_create_conf(&conf->call);
     ngx_voice_session_create_conf(&conf->session);
+    ngx_voice_transcript_create_conf(&conf->transcript);
 
     return conf;
 }
@@ -430,6 +508,9 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         || ngx_voice_call_merge_conf(cf, &prev->call, &conf->call)
            != NGX_CONF_OK
         || ngx_voice_session_merge_conf(cf, &prev->session, &conf->session)
+           != NGX_CONF_OK
+        || ngx_voice_transcript_merge_conf(cf, &prev->transcript,
+                                           &conf->transcript)
            != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
@@ -446,6 +527,9 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     case NGX_VOICE_ROLE_MEDIA_STREAM:
         return ngx_voice_merge_media_stream(cf, conf);
+
+    case NGX_VOICE_ROLE_CALL_ACTION:
+        return ngx_voice_merge_webhook(cf, conf);
 
     default: /* NGX_VOICE_ROLE_NONE */
         return NGX_CONF_OK;
@@ -477,9 +561,7 @@ ngx_voice_merge_unnamed(ngx_conf_t *cf, ngx_voice_loc_conf_t *prev,
     if (clcf->lmt_excpt && clcf->handler == NULL
         && conf->role != NGX_VOICE_ROLE_NONE)
     {
-        clcf->handler = (conf->role == NGX_VOICE_ROLE_INCOMING_CALL)
-                        ? ngx_voice_webhook_handler
-                        : ngx_voice_media_stream_handler;
+        clcf->handler = ngx_voice_role_handlers[conf->role];
     }
 
     return NGX_CONF_OK;
@@ -494,15 +576,13 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_main_conf_t     *vmcf;
     ngx_http_core_loc_conf_t  *clcf;
 
-    name = (conf->role == NGX_VOICE_ROLE_INCOMING_CALL)
-           ? "voice_incoming_call" : "voice_media_stream";
+    name = ngx_voice_role_names[conf->role];
 
     /* a content handler set after ours, e.g. proxy_pass, replaced it */
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
-    if (clcf->handler != ngx_voice_webhook_handler
-        && clcf->handler != ngx_voice_media_stream_handler
+    if (clcf->handler != ngx_voice_role_handlers[conf->role]
         && !(clcf->noname && clcf->handler == NULL))
     {
         /* an "if" block keeps its location's handler: it has none */
@@ -538,7 +618,9 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 static char *
 ngx_voice_merge_webhook(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
-    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK) {
+    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
+        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -553,7 +635,9 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_main_conf_t     *vmcf;
     ngx_voice_openai_conf_t  **stream;
 
-    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK) {
+    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
+        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -581,6 +665,9 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     *stream = &conf->openai;
+
+    /* the caller's words are transcribed only for a transcript log */
+    conf->session.transcribe = (conf->transcript.file != NULL);
 
     if (ngx_voice_session_build(cf, &conf->session) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -620,6 +707,27 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 }
 
 
+/*
+ * The model's hang-up and transfer end the stream; without an action URL
+ * Twilio would go on to the fallback <Say> and hang up.
+ */
+static char *
+ngx_voice_merge_agent(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    if ((conf->session.hangup || conf->session.transfers)
+        && conf->webhook.action_path.len == 0)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_call_action_url\" is required by "
+                      "\"voice_hangup\" and \"voice_transfer\" in %s:%ui",
+                      conf->role_file, conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* as proxy_pass does: the location's content handler, set here */
 static char *
 ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -634,8 +742,7 @@ ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                : "conflicts with another voice role in the same block";
     }
 
-    handler = (cmd->offset == NGX_VOICE_ROLE_INCOMING_CALL)
-              ? ngx_voice_webhook_handler : ngx_voice_media_stream_handler;
+    handler = ngx_voice_role_handlers[cmd->offset];
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 

@@ -19,6 +19,7 @@
 #include "ngx_voice_openai.h"
 #include "ngx_voice_session.h"
 #include "ngx_voice_signature.h"
+#include "ngx_voice_transcript.h"
 #include "ngx_voice_webhook.h"
 
 
@@ -27,6 +28,7 @@
 #define NGX_VOICE_ROLE_NONE           0
 #define NGX_VOICE_ROLE_INCOMING_CALL  1
 #define NGX_VOICE_ROLE_MEDIA_STREAM   2
+#define NGX_VOICE_ROLE_CALL_ACTION    3
 
 
 typedef struct {
@@ -45,6 +47,7 @@ typedef struct {
     ngx_voice_openai_conf_t      openai;     /* the OpenAI leg */
     ngx_voice_call_conf_t        call;       /* a call's limits */
     ngx_voice_session_conf_t     session;    /* the OpenAI session */
+    ngx_voice_transcript_conf_t  transcript; /* the transcript log */
 } ngx_voice_loc_conf_t;
 
 

@@ -69,9 +69,10 @@ ngx_voice_call_merge_conf(ngx_conf_t *cf, ngx_voice_call_conf_t *prev,
 ngx_int_t
 ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
 {
-    ngx_voice_call_t      *call;
-    ngx_http_cleanup_t    *cln;
-    ngx_voice_loc_conf_t  *vlcf;
+    ngx_voice_call_t       *call;
+    ngx_http_cleanup_t     *cln;
+    ngx_voice_loc_conf_t   *vlcf;
+    ngx_voice_main_conf_t  *vmcf;
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
 
@@ -80,9 +81,13 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
         return NGX_ERROR;
     }
 
+    vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
+
     call->request = r;
     call->conf = &vlcf->call;
     call->session = &vlcf->session;
+    call->zone = vmcf->token_zone;
+    call->transcript = vlcf->transcript.file;
     call->info = *info;
     call->vars.call_sid = call->info.call_sid;
     call->accepted = ngx_current_msec;

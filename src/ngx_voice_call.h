@@ -23,6 +23,7 @@
 #include "ngx_voice_realtime.h"
 #include "ngx_voice_session.h"
 #include "ngx_voice_token.h"
+#include "ngx_voice_transcript.h"
 #include "ngx_voice_twilio.h"
 #include "ngx_voice_upstream.h"
 #include "ngx_voice_variables.h"
@@ -39,6 +40,18 @@ typedef struct {
 } ngx_voice_call_conf_t;
 
 
+/* the model's last words, held until it is known whether they were cut */
+typedef struct {
+    ngx_uint_t                   pending;
+    u_char                       item_id[NGX_VOICE_ID_MAX];
+    size_t                       item_id_len;
+    u_char                       previous[NGX_VOICE_ID_MAX];
+    size_t                       previous_len;
+    u_char                      *text;           /* LINE_MAX, on first need */
+    size_t                       text_len;
+} ngx_voice_call_said_t;
+
+
 typedef struct {
     ngx_voice_vars_t             vars;           /* first: see variables */
 
@@ -48,6 +61,8 @@ typedef struct {
     ngx_log_t                   *log;            /* adds CallSid, StreamSid */
     ngx_log_handler_pt           log_handler;    /* nginx's, given back */
     ngx_voice_call_info_t        info;
+    ngx_shm_zone_t              *zone;           /* tokens, call records */
+    ngx_voice_transcript_file_t *transcript;
 
     ngx_voice_twilio_t           twilio;
     ngx_voice_upstream_t         upstream;
@@ -68,6 +83,12 @@ typedef struct {
     ngx_event_t                  tick;
     ngx_event_t                  duration_timer;
     ngx_event_t                  close_timer;
+    ngx_event_t                  drain_timer;    /* the model's last words */
+
+    /* the phone agent: how a tool ended the call, the words held */
+    u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
+    size_t                       outcome_len;
+    ngx_voice_call_said_t        said;
 
     ngx_uint_t                   interruptions;
     ngx_uint_t                   dropped_deltas;
@@ -78,6 +99,7 @@ typedef struct {
     unsigned                     session_created:1;
     unsigned                     session_sent:1;
     unsigned                     session_updated:1;
+    unsigned                     agent_ending:1; /* no more caller audio */
     unsigned                     closing:1;
     unsigned                     done:1;
 } ngx_voice_call_t;

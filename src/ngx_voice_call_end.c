@@ -188,6 +188,14 @@ ngx_voice_call_release(ngx_voice_call_t *call)
         ngx_del_timer(&call->close_timer);
     }
 
+    if (call->drain_timer.timer_set) {
+        ngx_del_timer(&call->drain_timer);
+    }
+
+    if (call->said.pending) {
+        ngx_voice_call_write_said(call, NULL);
+    }
+
     ngx_voice_call_log_end(call);
 
     ngx_voice_upstream_close(&call->upstream);
@@ -200,6 +208,39 @@ ngx_voice_call_release(ngx_voice_call_t *call)
     /* the connection outlives the call: nginx's log handler comes back */
 
     call->log->handler = call->log_handler;
+}
+
+
+void
+ngx_voice_call_write_said(ngx_voice_call_t *call, ngx_voice_truncation_t *cut)
+{
+    ngx_str_t                     item_id, previous, text;
+    ngx_voice_transcript_line_t   line;
+
+    call->said.pending = 0;
+
+    item_id.data = call->said.item_id;
+    item_id.len = call->said.item_id_len;
+    previous.data = call->said.previous;
+    previous.len = call->said.previous_len;
+    text.data = call->said.text;
+    text.len = call->said.text_len;
+
+    ngx_memzero(&line, sizeof(ngx_voice_transcript_line_t));
+
+    line.call_sid = &call->info.call_sid;
+    line.item_id = &item_id;
+    line.previous_item_id = &previous;
+    line.assistant = 1;
+    line.text = &text;
+
+    if (cut) {
+        line.interrupted = 1;
+        line.played_ms = cut->played_ms;
+        line.generated_ms = cut->sent_ms;
+    }
+
+    (void) ngx_voice_transcript_write(call->transcript, &line, call->log);
 }
 
 

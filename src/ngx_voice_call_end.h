@@ -36,6 +36,13 @@ void ngx_voice_call_finish(ngx_voice_call_t *call);
 /* the request's cleanup: nginx terminated it (a client abort, shutdown) */
 void ngx_voice_call_cleanup(void *data);
 
+/*
+ * The model's words held for the transcript, written out: cut by a
+ * barge-in ("cut" says where), or heard whole ("cut" NULL).
+ */
+void ngx_voice_call_write_said(ngx_voice_call_t *call,
+    ngx_voice_truncation_t *cut);
+
 /* a cancelable timer of the call's */
 void ngx_voice_call_timer(ngx_voice_call_t *call, ngx_event_t *ev,
     ngx_event_handler_pt handler, ngx_msec_t timer);

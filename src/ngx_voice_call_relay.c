@@ -11,6 +11,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_voice_call_agent.h"
 #include "ngx_voice_call_end.h"
 #include "ngx_voice_call_io.h"
 #include "ngx_voice_call_relay.h"
@@ -32,6 +33,11 @@ static ngx_int_t ngx_voice_call_on_session_updated(ngx_voice_realtime_t *rt);
 static ngx_int_t ngx_voice_call_on_audio(ngx_voice_realtime_t *rt,
     ngx_str_t *item_id, ngx_str_t *response_id, u_char *delta, size_t len);
 static ngx_int_t ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt);
+static ngx_int_t ngx_voice_call_on_tool_call(ngx_voice_realtime_t *rt,
+    ngx_voice_tool_call_t *tc);
+static ngx_int_t ngx_voice_call_on_transcript(ngx_voice_realtime_t *rt,
+    ngx_uint_t assistant, ngx_str_t *item_id, ngx_str_t *previous_item_id,
+    ngx_str_t *text);
 static void ngx_voice_call_on_openai_failed(ngx_voice_realtime_t *rt,
     ngx_uint_t code, const char *text, const char *reason);
 static ngx_uint_t ngx_voice_call_openai_paused(ngx_voice_realtime_t *rt);
@@ -54,6 +60,8 @@ const ngx_voice_realtime_handler_t  ngx_voice_call_openai_handler = {
     ngx_voice_call_on_session_updated,
     ngx_voice_call_on_audio,
     ngx_voice_call_on_speech_started,
+    ngx_voice_call_on_tool_call,
+    ngx_voice_call_on_transcript,
     ngx_voice_call_on_openai_failed,
     ngx_voice_call_openai_paused
 };
@@ -76,6 +84,11 @@ ngx_voice_call_on_media(ngx_voice_twilio_t *tw, u_char *payload, size_t len)
 {
     ngx_voice_call_t  *call = tw->data;
 
+    if (call->agent_ending) {
+        /* the model ended the call: nothing said now starts a response */
+        return NGX_OK;
+    }
+
     return ngx_voice_call_sent(call,
                                ngx_voice_call_caller_audio(call, payload,
                                                            len));
@@ -89,7 +102,9 @@ ngx_voice_call_on_mark(ngx_voice_twilio_t *tw, ngx_str_t *name)
 
     ngx_voice_playback_echoed(&call->playback, name);
 
-    return NGX_OK;
+    ngx_voice_call_agent_played(call);
+
+    return call->closing ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -161,6 +176,7 @@ ngx_voice_call_on_upstream_ready(ngx_voice_upstream_t *u, u_char *pos,
     rt->peer.limit = call->conf->buffer_size;
     rt->peer.log = call->log;
     rt->peer.pool = call->request->pool;
+    rt->transcripts = (call->transcript != NULL);
 
     if (ngx_voice_realtime_open(rt, c) != NGX_OK) {
         ngx_voice_upstream_close(u);
@@ -299,7 +315,30 @@ ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt)
 
     call->interruptions++;
 
+    ngx_voice_call_agent_cut(call, cut, n);
+
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_call_on_tool_call(ngx_voice_realtime_t *rt,
+    ngx_voice_tool_call_t *tc)
+{
+    ngx_voice_call_t  *call = rt->data;
+
+    return ngx_voice_call_sent(call, ngx_voice_call_agent_tool(call, tc));
+}
+
+
+static ngx_int_t
+ngx_voice_call_on_transcript(ngx_voice_realtime_t *rt, ngx_uint_t assistant,
+    ngx_str_t *item_id, ngx_str_t *previous_item_id, ngx_str_t *text)
+{
+    ngx_voice_call_t  *call = rt->data;
+
+    return ngx_voice_call_agent_transcript(call, assistant, item_id,
+                                           previous_item_id, text);
 }
 
 

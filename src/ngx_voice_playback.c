@@ -173,6 +173,24 @@ ngx_voice_playback_interrupt(ngx_voice_playback_t *pb,
 }
 
 
+ngx_msec_t
+ngx_voice_playback_unplayed_ms(ngx_voice_playback_t *pb)
+{
+    size_t      bytes;
+    ngx_uint_t  i;
+
+    bytes = 0;
+
+    for (i = 0; i < pb->nitems; i++) {
+        if (pb->items[i].sent > pb->items[i].played) {
+            bytes += pb->items[i].sent - pb->items[i].played;
+        }
+    }
+
+    return bytes / 8;
+}
+
+
 static ngx_voice_item_t *
 ngx_voice_playback_item(ngx_voice_playback_t *pb, ngx_str_t *item_id)
 {

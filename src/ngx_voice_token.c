@@ -35,6 +35,8 @@ typedef struct {
     ngx_queue_t                  queue;
     ngx_msec_t                   expires;
     u_char                       used;
+    u_char                       outcome_len;
+    u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
     u_char                       sid_len;
     u_char                       account_len;
     u_char                       from_len;
@@ -65,6 +67,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_voice_token_make(ngx_voice_token_op_t *op);
+static void ngx_voice_token_refresh(ngx_voice_token_ctx_t *ctx,
+    ngx_voice_token_node_t *tn);
 static ngx_int_t ngx_voice_token_repeat(ngx_voice_token_ctx_t *ctx,
     ngx_voice_token_op_t *op, ngx_voice_token_node_t *tn);
 static ngx_int_t ngx_voice_token_insert(ngx_voice_token_ctx_t *ctx,
@@ -251,6 +255,7 @@ ngx_voice_token_insert(ngx_voice_token_ctx_t *ctx, ngx_voice_token_op_t *op,
     }
 
     tn->used = 0;
+    tn->outcome_len = 0;
     tn->sid_len = (u_char) info->call_sid.len;
     tn->account_len = (u_char) info->account_sid.len;
     tn->from_len = (u_char) info->from.len;
@@ -315,12 +320,9 @@ ngx_voice_token_consume(ngx_voice_token_op_t *op)
         rc = ngx_voice_token_copy_info(op, tn);
 
         if (rc == NGX_OK) {
-            tn->used = 1;
-
             /* a repeated webhook of the call answers "used" for a while */
-            tn->expires = ngx_current_msec + ctx->ttl;
-            ngx_queue_remove(&tn->queue);
-            ngx_queue_insert_head(&ctx->sh->queue, &tn->queue);
+            tn->used = 1;
+            ngx_voice_token_refresh(ctx, tn);
 
             op->status = NGX_VOICE_TOKEN_OK;
         }
@@ -329,6 +331,118 @@ ngx_voice_token_consume(ngx_voice_token_op_t *op)
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return rc;
+}
+
+
+ngx_int_t
+ngx_voice_token_set_outcome(ngx_shm_zone_t *zone, ngx_str_t *call_sid,
+    ngx_str_t *outcome, ngx_log_t *log)
+{
+    uint32_t                 hash;
+    ngx_int_t                rc;
+    ngx_voice_token_op_t     op;
+    ngx_voice_token_ctx_t   *ctx;
+    ngx_voice_token_node_t  *tn;
+
+    ctx = zone->data;
+
+    if (outcome->len > NGX_VOICE_OUTCOME_MAX || call_sid->len == 0
+        || call_sid->len > NGX_VOICE_TOKEN_FIELD_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&op, sizeof(ngx_voice_token_op_t));
+    op.zone = zone;
+    op.log = log;
+    op.info.call_sid = *call_sid;
+
+    /* a node of its own, if the call's token is gone: an unusable token */
+
+    if (ngx_voice_token_make(&op) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hash = ngx_crc32_short(call_sid->data, call_sid->len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    tn = ngx_voice_token_find_call(ctx, call_sid, hash);
+
+    if (tn == NULL) {
+        rc = ngx_voice_token_insert(ctx, &op, hash);
+
+        if (rc == NGX_OK && op.status == NGX_VOICE_TOKEN_OK) {
+            tn = ngx_voice_token_find_call(ctx, call_sid, hash);
+        }
+    }
+
+    if (tn) {
+        tn->used = 1;
+        tn->outcome_len = (u_char) outcome->len;
+        ngx_memcpy(tn->outcome, outcome->data, outcome->len);
+        ngx_voice_token_refresh(ctx, tn);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (tn == NULL) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: no room in voice_token_zone \"%V\" for the "
+                      "outcome of the call", &zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_voice_token_get_outcome(ngx_shm_zone_t *zone, ngx_str_t *call_sid,
+    ngx_str_t *outcome, u_char *buf)
+{
+    uint32_t                 hash;
+    ngx_int_t                rc;
+    ngx_voice_token_ctx_t   *ctx;
+    ngx_voice_token_node_t  *tn;
+
+    ctx = zone->data;
+
+    if (call_sid->len == 0 || call_sid->len > NGX_VOICE_TOKEN_FIELD_MAX) {
+        return NGX_DECLINED;
+    }
+
+    hash = ngx_crc32_short(call_sid->data, call_sid->len);
+
+    rc = NGX_DECLINED;
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    tn = ngx_voice_token_find_call(ctx, call_sid, hash);
+
+    if (tn && tn->outcome_len
+        && (ngx_msec_int_t) (tn->expires - ngx_current_msec) > 0)
+    {
+        ngx_memcpy(buf, tn->outcome, tn->outcome_len);
+        outcome->data = buf;
+        outcome->len = tn->outcome_len;
+        rc = NGX_OK;
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    return rc;
+}
+
+
+/* lives the ttl from now: the expiry queue stays in order */
+static void
+ngx_voice_token_refresh(ngx_voice_token_ctx_t *ctx,
+    ngx_voice_token_node_t *tn)
+{
+    tn->expires = ngx_current_msec + ctx->ttl;
+    ngx_queue_remove(&tn->queue);
+    ngx_queue_insert_head(&ctx->sh->queue, &tn->queue);
 }
 
 

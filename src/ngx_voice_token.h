@@ -19,6 +19,9 @@
 /* the longest field stored with a token (CallSid, From, ...) */
 #define NGX_VOICE_TOKEN_FIELD_MAX  255
 
+/* the longest outcome of a call ("hangup", "transfer:LABEL") */
+#define NGX_VOICE_OUTCOME_MAX      64
+
 
 typedef enum {
     NGX_VOICE_TOKEN_OK = 0,
@@ -92,6 +95,18 @@ ngx_int_t ngx_voice_token_from_path(ngx_str_t *prefix, ngx_str_t *path,
  * length, never more than "len".
  */
 size_t ngx_voice_token_redact(u_char *dst, u_char *src, size_t len);
+
+/*
+ * The outcome of a call ("hangup", "transfer:LABEL"), kept beside its
+ * token for the ttl, for the call-action webhook, which any worker
+ * answers.  Set: NGX_OK or NGX_ERROR (no room, logged).  Get: NGX_OK with
+ * "outcome" pointing into "buf" (NGX_VOICE_OUTCOME_MAX bytes), or
+ * NGX_DECLINED when the call has none.
+ */
+ngx_int_t ngx_voice_token_set_outcome(ngx_shm_zone_t *zone,
+    ngx_str_t *call_sid, ngx_str_t *outcome, ngx_log_t *log);
+ngx_int_t ngx_voice_token_get_outcome(ngx_shm_zone_t *zone,
+    ngx_str_t *call_sid, ngx_str_t *outcome, u_char *buf);
 
 /* "voice_token_zone NAME:SIZE [ttl=TIME]" */
 char *ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

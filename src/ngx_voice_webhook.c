@@ -50,19 +50,19 @@ static ngx_int_t ngx_voice_webhook_minted(ngx_http_request_t *r,
     ngx_voice_token_op_t *op);
 static void ngx_voice_webhook_info(ngx_voice_call_info_t *info,
     ngx_array_t *params);
-static ngx_int_t ngx_voice_webhook_send(ngx_http_request_t *r,
-    ngx_str_t *twiml);
 static void ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
     ngx_voice_webhook_repeats_t *repeats, ngx_str_t *sid);
 static ngx_int_t ngx_voice_webhook_sig_prefixes(ngx_conf_t *cf,
     ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
 static ngx_int_t ngx_voice_webhook_stream_base(ngx_conf_t *cf,
     ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
+static ngx_int_t ngx_voice_webhook_action_url(ngx_conf_t *cf,
+    ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
 
 
 static ngx_str_t  ngx_voice_twiml_reject =
     ngx_string(NGX_VOICE_TWIML_REJECT);
-static ngx_str_t  ngx_voice_twiml_hangup =
+static ngx_str_t  ngx_voice_twiml_hangup_only =
     ngx_string(NGX_VOICE_TWIML_HANGUP);
 
 static ngx_voice_webhook_repeats_t  ngx_voice_webhook_retried =
@@ -75,12 +75,20 @@ static ngx_voice_webhook_repeats_t  ngx_voice_webhook_answered =
 ngx_int_t
 ngx_voice_webhook_handler(ngx_http_request_t *r)
 {
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "voice: webhook handler");
+
+    return ngx_voice_webhook_read_form(r, ngx_voice_webhook_body_handler);
+}
+
+
+ngx_int_t
+ngx_voice_webhook_read_form(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt post)
+{
     ngx_int_t                  rc;
     ngx_table_elt_t           *allow;
     ngx_http_core_loc_conf_t  *clcf;
-
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "voice: webhook handler");
 
     if (!(r->method & NGX_HTTP_POST)) {
         allow = ngx_list_push(&r->headers_out.headers);
@@ -120,7 +128,7 @@ ngx_voice_webhook_handler(ngx_http_request_t *r)
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_voice_webhook_body_handler);
+    rc = ngx_http_read_client_request_body(r, post);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -172,40 +180,18 @@ static ngx_int_t
 ngx_voice_webhook_process(ngx_http_request_t *r)
 {
     ngx_int_t              rc;
-    ngx_str_t              body, *from, *sid;
+    ngx_str_t             *from, *sid;
     ngx_array_t            params;
     ngx_voice_loc_conf_t  *vlcf;
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
 
-    rc = ngx_voice_webhook_read_body(r, &body);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (ngx_voice_form_parse(r->pool, body.data, body.len, &params)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_voice_webhook_verify(r, vlcf, &params);
+    rc = ngx_voice_webhook_signed_form(r, &params);
     if (rc != NGX_OK) {
         return rc;
     }
 
     sid = ngx_voice_form_get(&params, "CallSid");
-
-    if (sid == NULL || sid->len == 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "voice: webhook request has no CallSid");
-        return NGX_HTTP_BAD_REQUEST;
-    }
-
-    if (ngx_voice_webhook_set_call_sid(r, sid) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     from = ngx_voice_form_get(&params, "From");
 
     if (!ngx_voice_webhook_caller_allowed(&vlcf->webhook, from)) {
@@ -217,6 +203,48 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
     }
 
     return ngx_voice_webhook_mint(r, vlcf, &params);
+}
+
+
+/* the parameters of a signed request that names its call */
+ngx_int_t
+ngx_voice_webhook_signed_form(ngx_http_request_t *r, ngx_array_t *params)
+{
+    ngx_int_t              rc;
+    ngx_str_t              body, *sid;
+    ngx_voice_loc_conf_t  *vlcf;
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
+
+    rc = ngx_voice_webhook_read_body(r, &body);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_voice_form_parse(r->pool, body.data, body.len, params)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_voice_webhook_verify(r, vlcf, params);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    sid = ngx_voice_form_get(params, "CallSid");
+
+    if (sid == NULL || sid->len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "voice: webhook request has no CallSid");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (ngx_voice_webhook_set_call_sid(r, sid) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -483,7 +511,7 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
         /* the call is answered already: <Reject/> no longer applies */
         ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_answered,
                                      &op->info.call_sid);
-        return ngx_voice_webhook_send(r, &ngx_voice_twiml_hangup);
+        return ngx_voice_webhook_send(r, &ngx_voice_twiml_hangup_only);
 
     default: /* NGX_VOICE_TOKEN_FULL */
         return NGX_HTTP_SERVICE_UNAVAILABLE;
@@ -569,7 +597,7 @@ ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_voice_webhook_send(ngx_http_request_t *r, ngx_str_t *twiml)
 {
     ngx_int_t     rc;
@@ -619,6 +647,7 @@ ngx_voice_webhook_create_conf(ngx_voice_webhook_conf_t *conf)
      */
 
     conf->allow_callers = NGX_CONF_UNSET_PTR;
+    conf->transfer_time_limit = NGX_CONF_UNSET;
 }
 
 
@@ -635,6 +664,11 @@ ngx_voice_webhook_merge_conf(ngx_conf_t *cf, ngx_voice_webhook_conf_t *prev,
     if (conf->fallback_say.data == NULL) {
         conf->fallback_say = prev->fallback_say;
     }
+
+    ngx_conf_merge_str_value(conf->action_path, prev->action_path, "");
+    ngx_conf_merge_str_value(conf->transfer_say, prev->transfer_say, "");
+    ngx_conf_merge_sec_value(conf->transfer_time_limit,
+                             prev->transfer_time_limit, 0);
 
     return NGX_CONF_OK;
 }
@@ -659,8 +693,9 @@ ngx_voice_webhook_init_conf(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
 
     if (ngx_voice_webhook_sig_prefixes(cf, conf, scf) != NGX_OK
         || ngx_voice_webhook_stream_base(cf, conf, scf) != NGX_OK
+        || ngx_voice_webhook_action_url(cf, conf, scf) != NGX_OK
         || ngx_voice_twiml_init(cf->pool, &conf->twiml, &conf->say,
-                                &conf->fallback_say)
+                                &conf->fallback_say, &conf->action_url)
            != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -746,6 +781,76 @@ ngx_voice_webhook_stream_base(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
     conf->stream_base.len = p - conf->stream_base.data;
 
     return NGX_OK;
+}
+
+
+/*
+ * The URL Twilio requests when <Connect> ends: the public URL and the
+ * path, so that its signature matches; a path alone (relative to the
+ * webhook's URL) when there is no public URL.
+ */
+static ngx_int_t
+ngx_voice_webhook_action_url(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
+    ngx_voice_signature_conf_t *scf)
+{
+    u_char  *p;
+
+    if (conf->action_path.len == 0 || scf->public_url.data == NULL) {
+        conf->action_url = conf->action_path;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(cf->pool, scf->public_url.len + conf->action_path.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->action_url.data = p;
+    p = ngx_cpymem(p, scf->public_url.data, scf->public_url.len);
+    p = ngx_cpymem(p, conf->action_path.data, conf->action_path.len);
+    conf->action_url.len = p - conf->action_url.data;
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_voice_webhook_set_action_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_webhook_conf_t  *wcf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+
+    wcf = (ngx_voice_webhook_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (wcf->action_path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '?' || *p == '#'
+            || *p == '"' || *p == '<' || *p == '>')
+        {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].data[0] != '/'
+        || p != value[1].data + value[1].len)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_call_action_url\" \"%V\": a "
+                           "path such as /call-action expected", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wcf->action_path = value[1];
+
+    return NGX_CONF_OK;
 }
 
 
