@@ -16,6 +16,7 @@
 #include "ngx_voice_call_action.h"
 #include "ngx_voice_media_stream.h"
 #include "ngx_voice_secret.h"
+#include "ngx_voice_status.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_variables.h"
 
@@ -44,7 +45,11 @@ static char *ngx_voice_merge_agent(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_media_stream(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_status(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_voice_set_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_voice_check_msec(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_voice_check_size(ngx_conf_t *cf, void *post, void *data);
@@ -58,14 +63,16 @@ static ngx_http_handler_pt  ngx_voice_role_handlers[] = {
     NULL,
     ngx_voice_webhook_handler,
     ngx_voice_media_stream_handler,
-    ngx_voice_call_action_handler
+    ngx_voice_call_action_handler,
+    ngx_voice_status_handler
 };
 
 static const char  *ngx_voice_role_names[] = {
     NULL,
     "voice_incoming_call",
     "voice_media_stream",
-    "voice_call_action"
+    "voice_call_action",
+    "voice_status"
 };
 
 
@@ -120,6 +127,13 @@ static ngx_command_t  ngx_voice_commands[] = {
       ngx_voice_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_VOICE_ROLE_CALL_ACTION,
+      NULL },
+
+    { ngx_string("voice_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_voice_set_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_VOICE_ROLE_STATUS,
       NULL },
 
     /* what Twilio signs: src/ngx_voice_signature.c */
@@ -531,6 +545,9 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     case NGX_VOICE_ROLE_CALL_ACTION:
         return ngx_voice_merge_webhook(cf, conf);
 
+    case NGX_VOICE_ROLE_STATUS:
+        return ngx_voice_merge_status(cf, conf);
+
     default: /* NGX_VOICE_ROLE_NONE */
         return NGX_CONF_OK;
     }
@@ -725,6 +742,51 @@ ngx_voice_merge_agent(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* /health and /metrics live in the token zone's shared memory */
+static char *
+ngx_voice_merge_status(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    ngx_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
+
+    if (vmcf->token_zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_status\" requires \"voice_token_zone\" in the "
+                      "http block in %s:%ui", conf->role_file,
+                      conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* voice_status [health] */
+static char *
+ngx_voice_set_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_voice_loc_conf_t  *vlcf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "health") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"voice_status\" parameter \"%V\": "
+                               "\"health\" or none expected", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        vlcf->status_health = 1;
+    }
+
+    return ngx_voice_set_handler(cf, cmd, conf);
 }
 
 

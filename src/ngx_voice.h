@@ -29,6 +29,7 @@
 #define NGX_VOICE_ROLE_INCOMING_CALL  1
 #define NGX_VOICE_ROLE_MEDIA_STREAM   2
 #define NGX_VOICE_ROLE_CALL_ACTION    3
+#define NGX_VOICE_ROLE_STATUS         4
 
 
 typedef struct {
@@ -41,6 +42,7 @@ typedef struct {
     ngx_uint_t                   role;
     u_char                      *role_file;  /* where it was set */
     ngx_uint_t                   role_line;
+    ngx_uint_t                   status_health;  /* voice_status health */
 
     ngx_voice_signature_conf_t   signature;  /* what Twilio signs */
     ngx_voice_webhook_conf_t     webhook;    /* the TwiML answer */

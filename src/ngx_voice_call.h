@@ -40,6 +40,26 @@ typedef struct {
 } ngx_voice_call_conf_t;
 
 
+/* why a call ended: $voice_close_reason's code, and the metrics' */
+typedef enum {
+    NGX_VOICE_END_NONE = 0,
+    NGX_VOICE_END_CALLER_HANGUP,
+    NGX_VOICE_END_OPENAI_CLOSED,
+    NGX_VOICE_END_OPENAI_FAILED,
+    NGX_VOICE_END_START_TIMEOUT,
+    NGX_VOICE_END_IDLE_TIMEOUT,
+    NGX_VOICE_END_MAX_DURATION,
+    NGX_VOICE_END_PROTOCOL_ERROR,
+    NGX_VOICE_END_BACKPRESSURE,
+    NGX_VOICE_END_MESSAGE_TOO_BIG,
+    NGX_VOICE_END_SHUTDOWN,
+    NGX_VOICE_END_MODEL_HANGUP,
+    NGX_VOICE_END_MODEL_TRANSFER,
+    NGX_VOICE_END_INTERNAL_ERROR,
+    NGX_VOICE_END_CODES
+} ngx_voice_end_e;
+
+
 /* the model's last words, held until it is known whether they were cut */
 typedef struct {
     ngx_uint_t                   pending;
@@ -84,6 +104,11 @@ typedef struct {
     ngx_event_t                  duration_timer;
     ngx_event_t                  close_timer;
     ngx_event_t                  drain_timer;    /* the model's last words */
+    ngx_event_t                  count_timer;    /* metrics, once a second */
+
+    /* frames and bytes already added to the shared metrics */
+    ngx_uint_t                   counted_frames[2];
+    off_t                        counted_bytes[2];
 
     /* the phone agent: how a tool ended the call, the words held */
     u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
@@ -94,6 +119,7 @@ typedef struct {
     ngx_uint_t                   dropped_deltas;
 
     u_char                       reason[128];
+    ngx_voice_end_e              end_code;
 
     unsigned                     started:1;      /* "start" checked out */
     unsigned                     session_created:1;

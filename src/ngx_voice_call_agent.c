@@ -209,11 +209,13 @@ ngx_voice_call_agent_end(ngx_voice_call_t *call, ngx_voice_tool_call_t *tc,
                                        outcome, call->log);
 
     if (outcome->data[0] == 'h') {
-        ngx_voice_call_set_reason(call, "model hangup");
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_MODEL_HANGUP,
+                                  "model hangup");
 
     } else {
         /* "transfer:LABEL" */
-        ngx_voice_call_set_reason(call, "model transfer to %*s",
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_MODEL_TRANSFER,
+                                  "model transfer to %*s",
                                   outcome->len - (sizeof("transfer:") - 1),
                                   outcome->data + sizeof("transfer:") - 1);
     }

@@ -16,6 +16,7 @@
 #include "ngx_voice_call_io.h"
 #include "ngx_voice_call_relay.h"
 #include "ngx_voice_call_setup.h"
+#include "ngx_voice_metrics.h"
 
 
 static ngx_int_t ngx_voice_call_on_start(ngx_voice_twilio_t *tw);
@@ -120,6 +121,8 @@ ngx_voice_call_on_dtmf(ngx_voice_twilio_t *tw, u_char digit)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "voice: caller pressed %c", digit);
 
+    ngx_voice_metric_inc(dtmf);
+
     return ngx_voice_call_sent(call,
                                ngx_voice_call_caller_digit(call, digit));
 }
@@ -130,7 +133,7 @@ ngx_voice_call_on_stop(ngx_voice_twilio_t *tw)
 {
     ngx_voice_call_t  *call = tw->data;
 
-    ngx_voice_call_set_reason(call, "Twilio stop");
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_CALLER_HANGUP, "Twilio stop");
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_NORMAL,
                        NGX_VOICE_WS_CLOSE_NORMAL, NULL);
 
@@ -145,7 +148,8 @@ ngx_voice_call_on_twilio_failed(ngx_voice_twilio_t *tw, ngx_uint_t code,
 {
     ngx_voice_call_t  *call = tw->data;
 
-    ngx_voice_call_set_reason(call, "%s", reason);
+    ngx_voice_call_set_reason(call, ngx_voice_call_failure_code(code, reason),
+                              "%s", reason);
     ngx_voice_call_end(call, code, NGX_VOICE_WS_CLOSE_NORMAL, text);
 }
 
@@ -209,7 +213,10 @@ ngx_voice_call_on_upstream_failed(ngx_voice_upstream_t *u,
 {
     ngx_voice_call_t  *call = u->data;
 
-    ngx_voice_call_set_reason(call, "%s", reason);
+    ngx_voice_metric_inc(upstream_failures[stage]);
+
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_OPENAI_FAILED, "%s",
+                              reason);
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                        NGX_VOICE_WS_CLOSE_NORMAL, "AI service unavailable");
 }
@@ -239,6 +246,8 @@ ngx_voice_call_on_session_updated(ngx_voice_realtime_t *rt)
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: session ready %Mms after the upgrade",
                   call->setup_ms);
+
+    ngx_voice_metrics_setup(call->setup_ms);
 
     return NGX_OK;
 }
@@ -314,6 +323,7 @@ ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt)
     }
 
     call->interruptions++;
+    ngx_voice_metric_inc(barge_ins);
 
     ngx_voice_call_agent_cut(call, cut, n);
 
@@ -349,7 +359,8 @@ ngx_voice_call_on_openai_failed(ngx_voice_realtime_t *rt, ngx_uint_t code,
 {
     ngx_voice_call_t  *call = rt->data;
 
-    ngx_voice_call_set_reason(call, "%s", reason);
+    ngx_voice_call_set_reason(call, ngx_voice_call_failure_code(code, reason),
+                              "%s", reason);
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR, code, text);
 }
 
@@ -378,7 +389,8 @@ ngx_voice_call_sent(ngx_voice_call_t *call, ngx_int_t rc)
     if (!call->closing) {
         ngx_log_error(NGX_LOG_ALERT, call->log, 0,
                       "voice: out of memory relaying the call");
-        ngx_voice_call_set_reason(call, "out of memory");
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_INTERNAL_ERROR,
+                                  "out of memory");
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                            NGX_VOICE_WS_CLOSE_ERROR, NULL);
     }

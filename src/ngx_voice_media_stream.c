@@ -16,6 +16,7 @@
 #include "ngx_voice.h"
 #include "ngx_voice_call.h"
 #include "ngx_voice_media_stream.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_signature.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_util.h"
@@ -69,12 +70,11 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
 
     rc = ngx_voice_media_check_request(r);
 
-    if (rc == NGX_VOICE_UPGRADE_REQUIRED) {
-        return ngx_voice_media_upgrade_required(r);
-    }
-
     if (rc != NGX_OK) {
-        return rc;
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_REQUEST]);
+
+        return (rc == NGX_VOICE_UPGRADE_REQUIRED)
+               ? ngx_voice_media_upgrade_required(r) : rc;
     }
 
     op = ngx_pcalloc(r->pool, sizeof(ngx_voice_token_op_t));
@@ -84,6 +84,7 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
 
     rc = ngx_voice_media_check_path(r, &op->token);
     if (rc != NGX_OK) {
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_TOKEN]);
         return rc;
     }
 
@@ -91,6 +92,7 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
 
     rc = ngx_voice_media_check_signature(r, vlcf);
     if (rc != NGX_OK) {
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_SIGNATURE]);
         return rc;
     }
 
@@ -383,8 +385,11 @@ ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: media stream upgrade rejected: token %s",
                       ngx_voice_token_status_text(op->status));
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_TOKEN]);
         return NGX_HTTP_FORBIDDEN;
     }
+
+    ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_OK]);
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: media stream accepted for call %V",

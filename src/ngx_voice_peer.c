@@ -405,6 +405,7 @@ ngx_voice_peer_queue(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     }
 
     peer->frames_out++;
+    peer->bytes_out += (p - hdr) + len;
 
     return NGX_OK;
 }

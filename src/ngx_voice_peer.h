@@ -75,6 +75,7 @@ struct ngx_voice_peer_s {
 
     ngx_uint_t                       frames_in;
     ngx_uint_t                       frames_out;
+    off_t                            bytes_out;
 
     ngx_uint_t                       close_code;       /* sent */
     ngx_uint_t                       peer_close_code;  /* received */

@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <openssl/rand.h>
 #include "ngx_voice_realtime.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_realtime_items.h"
 #include "ngx_voice_util.h"
 
@@ -567,6 +568,8 @@ ngx_voice_realtime_log_error(ngx_voice_realtime_t *rt)
     u_char                     text[NGX_VOICE_LOG_TEXT_MAX];
 
     msg = &rt->msg;
+
+    ngx_voice_metric_inc(openai_errors);
 
     ngx_log_error(NGX_LOG_WARN, rt->peer.log, 0,
                   "voice: OpenAI error \"%s\": %s",

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 #include <openssl/rand.h>
 #include "ngx_voice.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_token.h"
 
 
@@ -52,6 +53,7 @@ typedef struct {
     ngx_rbtree_node_t            calls_sentinel;
     ngx_queue_t                  queue;
     ngx_uint_t                   count;
+    ngx_voice_metrics_t          metrics;    /* for /metrics, here too */
 } ngx_voice_token_shctx_t;
 
 
@@ -164,6 +166,10 @@ ngx_voice_token_mint(ngx_voice_token_op_t *op)
     rc = ngx_voice_token_insert(ctx, op, hash);
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (rc == NGX_OK && op->status == NGX_VOICE_TOKEN_OK) {
+        ngx_voice_metric_inc(tokens_minted);
+    }
 
     if (rc == NGX_OK && op->status == NGX_VOICE_TOKEN_FULL
         && ctx->full_logged != ngx_time())
@@ -308,6 +314,10 @@ ngx_voice_token_consume(ngx_voice_token_op_t *op)
         rc = NGX_OK;
 
     } else if ((ngx_msec_int_t) (tn->expires - ngx_current_msec) <= 0) {
+        if (!tn->used) {
+            ngx_voice_metric_inc(tokens_expired);
+        }
+
         ngx_voice_token_delete(ctx, tn);
         op->status = NGX_VOICE_TOKEN_EXPIRED;
         rc = NGX_OK;
@@ -329,6 +339,15 @@ ngx_voice_token_consume(ngx_voice_token_op_t *op)
     }
 
     ngx_shmtx_unlock(&ctx->shpool->mutex);
+
+    if (rc == NGX_OK) {
+        if (op->status == NGX_VOICE_TOKEN_OK) {
+            ngx_voice_metric_inc(tokens_consumed);
+
+        } else {
+            ngx_voice_metric_inc(tokens_refused);
+        }
+    }
 
     return rc;
 }
@@ -726,6 +745,9 @@ ngx_voice_token_expire(ngx_voice_token_ctx_t *ctx, ngx_uint_t n)
             }
 
             /* a full zone sweeps consumed tokens too: nobody waits */
+
+        } else if (!tn->used) {
+            ngx_voice_metric_inc(tokens_expired);
         }
 
         ngx_voice_token_delete(ctx, tn);
@@ -841,6 +863,7 @@ ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* reload: keep every token minted by the old workers */
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
+        ngx_voice_metrics = &ctx->sh->metrics;
         return NGX_OK;
     }
 
@@ -848,6 +871,7 @@ ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         ctx->sh = ctx->shpool->data;
+        ngx_voice_metrics = &ctx->sh->metrics;
         return NGX_OK;
     }
 
@@ -857,6 +881,9 @@ ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     ctx->shpool->data = ctx->sh;
+
+    ngx_memzero(&ctx->sh->metrics, sizeof(ngx_voice_metrics_t));
+    ngx_voice_metrics = &ctx->sh->metrics;
 
     ngx_rbtree_init(&ctx->sh->tokens, &ctx->sh->tokens_sentinel,
                     ngx_voice_token_insert_token);

@@ -12,6 +12,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_signature.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_twiml.h"
@@ -75,10 +76,18 @@ static ngx_voice_webhook_repeats_t  ngx_voice_webhook_answered =
 ngx_int_t
 ngx_voice_webhook_handler(ngx_http_request_t *r)
 {
+    ngx_int_t  rc;
+
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "voice: webhook handler");
 
-    return ngx_voice_webhook_read_form(r, ngx_voice_webhook_body_handler);
+    rc = ngx_voice_webhook_read_form(r, ngx_voice_webhook_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_BAD_REQUEST]);
+    }
+
+    return rc;
 }
 
 
@@ -188,6 +197,13 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
 
     rc = ngx_voice_webhook_signed_form(r, &params);
     if (rc != NGX_OK) {
+        if (rc == NGX_HTTP_FORBIDDEN) {
+            ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_BAD_SIGNATURE]);
+
+        } else {
+            ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_BAD_REQUEST]);
+        }
+
         return rc;
     }
 
@@ -195,6 +211,8 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
     from = ngx_voice_form_get(&params, "From");
 
     if (!ngx_voice_webhook_caller_allowed(&vlcf->webhook, from)) {
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REJECTED_CALLER]);
+
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: caller is not in voice_allow_callers, "
                       "rejecting call %V", ngx_voice_loggable_sid(sid));
@@ -496,6 +514,7 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
     switch (op->status) {
 
     case NGX_VOICE_TOKEN_OK:
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_OK]);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: incoming call %V, stream token minted",
                       ngx_voice_loggable_sid(&op->info.call_sid));
@@ -503,17 +522,20 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 
     case NGX_VOICE_TOKEN_REPEAT:
         /* Twilio retried, or it is a replay: the same answer */
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REPEAT]);
         ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_retried,
                                      &op->info.call_sid);
         break;
 
     case NGX_VOICE_TOKEN_USED:
         /* the call is answered already: <Reject/> no longer applies */
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REPEAT]);
         ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_answered,
                                      &op->info.call_sid);
         return ngx_voice_webhook_send(r, &ngx_voice_twiml_hangup_only);
 
     default: /* NGX_VOICE_TOKEN_FULL */
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_ZONE_FULL]);
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
