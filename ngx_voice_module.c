@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice.h"
+#include "ngx_voice_bearer.h"
 #include "ngx_voice_call_action.h"
 #include "ngx_voice_media_stream.h"
 #include "ngx_voice_secret.h"
@@ -30,6 +31,7 @@ typedef struct {
 
 
 static ngx_int_t ngx_voice_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_voice_postconfiguration(ngx_conf_t *cf);
 static void ngx_voice_exit_process(ngx_cycle_t *cycle);
 static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
@@ -377,6 +379,15 @@ static ngx_command_t  ngx_voice_commands[] = {
       offsetof(ngx_voice_loc_conf_t, session.transcription_model),
       NULL },
 
+    /* a private upstream published behind a secret: ngx_voice_bearer.c */
+
+    { ngx_string("voice_require_bearer"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_voice_conf_set_secret_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, bearer),
+      NULL },
+
     /* the transcript log: src/ngx_voice_transcript.c */
 
     { ngx_string("voice_transcript_log"),
@@ -392,7 +403,7 @@ static ngx_command_t  ngx_voice_commands[] = {
 
 static ngx_http_module_t  ngx_voice_module_ctx = {
     ngx_voice_preconfiguration,            /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_voice_postconfiguration,           /* postconfiguration */
 
     ngx_voice_create_main_conf,            /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -449,6 +460,13 @@ ngx_voice_exit_process(ngx_cycle_t *cycle)
             stream[i]->ssl_session = NULL;
         }
     }
+}
+
+
+static ngx_int_t
+ngx_voice_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_voice_bearer_init(cf);
 }
 
 
@@ -529,6 +547,8 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     {
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_merge_str_value(conf->bearer, prev->bearer, "");
 
     if (ngx_voice_merge_unnamed(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;

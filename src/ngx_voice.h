@@ -43,6 +43,7 @@ typedef struct {
     u_char                      *role_file;  /* where it was set */
     ngx_uint_t                   role_line;
     ngx_uint_t                   status_health;  /* voice_status health */
+    ngx_str_t                    bearer;         /* voice_require_bearer */
 
     ngx_voice_signature_conf_t   signature;  /* what Twilio signs */
     ngx_voice_webhook_conf_t     webhook;    /* the TwiML answer */
