@@ -703,18 +703,16 @@ sub run_script_block {
     my $t = twilio_call(%opt, steps => \@steps,
                         timeout => $Test::Voice::Timeout + 60);
 
-    # Let the call end on both sides before anything is checked.
-    my ($conn, @ev) = ($t->{conn});
-    if (($t->{upgrade_status} // 0) == 101) {
-        wait_call_ended($t->{call_sid});
-        @ev = fake_wait($pos, sub {
-            my $c = $conn // settle_conn($t, \@_);
-            defined $c and fake_close_of(\@_, $c);
-        });
-        $conn //= settle_conn($t, \@ev);
-    } else {
-        @ev = fake_events($pos);
-    }
+    # Let the call end on both sides before anything is checked: its end
+    # line, and every OpenAI leg opened since it began closed.
+    wait_call_ended($t->{call_sid})
+        if ($t->{upgrade_status} // 0) == 101;
+    my @ev = fake_wait($pos, sub {
+        my %closed = map { ("$_->{fake} $_->{conn}" => 1) }
+                     oa_event(\@_, 'close');
+        !grep { !$closed{"$_->{fake} $_->{conn}"} } oa_event(\@_, 'connect');
+    });
+    my $conn = $t->{conn} // settle_conn($t, \@ev);
 
     my @e = tw_errors($t);
     @e = grep { !/^send on a closed socket/ } @e if $closed_ok;
