@@ -491,6 +491,7 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         && clcf->handler != ngx_voice_webhook_handler
         && clcf->handler != ngx_voice_media_stream_handler)
     {
+        /* log-safe: the location name, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%s\" conflicts with another content handler "
                            "in location \"%V\"",
@@ -704,6 +705,7 @@ ngx_voice_set_public_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         || !((scheme.len == 5 && ngx_strncmp(scheme.data, "https", 5) == 0)
              || (scheme.len == 4 && ngx_strncmp(scheme.data, "http", 4) == 0)))
     {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_public_url\" \"%V\": "
                            "http(s)://host[:port] expected", &value[1]);
@@ -711,6 +713,7 @@ ngx_voice_set_public_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (path.len > 1 || (path.len == 1 && path.data[0] != '/')) {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_public_url\" \"%V\" must not have a "
                            "path: the request URI is appended to it",
@@ -745,6 +748,7 @@ ngx_voice_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         != NGX_OK
         || scheme.len != 3 || ngx_strncmp(scheme.data, "wss", 3) != 0)
     {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_stream_url\" \"%V\": "
                            "wss://host[/path] expected", &value[1]);
@@ -754,6 +758,7 @@ ngx_voice_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (ngx_strlchr(path.data, path.data + path.len, '?')
         || ngx_strlchr(path.data, path.data + path.len, '#'))
     {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_stream_url\" \"%V\" must not have a "
                            "query string: Twilio drops it", &value[1]);
@@ -762,6 +767,7 @@ ngx_voice_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (port.len && !(port.len == 3 && ngx_strncmp(port.data, "443", 3) == 0))
     {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_stream_url\" \"%V\" must not have a "
                            "port other than 443: Twilio streams only to "

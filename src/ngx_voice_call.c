@@ -759,6 +759,7 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
                 && ngx_current_msec - peer->last_recv >= idle)))
     {
         /* checked first: a peer that neither reads nor talks is stuck */
+        /* log-safe: peer->name is "Twilio" or "OpenAI" */
         ngx_log_error(level, call->log, 0,
                       "voice: %s is not reading: %M ms since it took "
                       "data, %M ms since it sent any (voice_idle_timeout)",
@@ -778,6 +779,7 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
     }
 
     if (!peer->throttled && ngx_current_msec - peer->last_recv >= idle) {
+        /* log-safe: peer->name is "Twilio" or "OpenAI" */
         ngx_log_error(level, call->log, 0,
                       "voice: %s sent nothing for %M ms "
                       "(voice_idle_timeout)", peer->name,
@@ -911,6 +913,7 @@ ngx_voice_call_release(ngx_voice_call_t *call)
 static void
 ngx_voice_call_log_end(ngx_voice_call_t *call)
 {
+    /* log-safe: a checked CallSid, an alphanumeric StreamSid, our reason */
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: call ended, CallSid %V, StreamSid %V, "
                   "duration %Mms, setup %Mms, "

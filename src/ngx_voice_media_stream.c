@@ -340,12 +340,14 @@ static ngx_int_t
 ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
     if (op->status != NGX_VOICE_TOKEN_OK) {
+        /* log-safe: a constant from ngx_voice_token_status_text() */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: media stream upgrade rejected: token %s",
                       ngx_voice_token_status_text(op->status));
         return NGX_HTTP_FORBIDDEN;
     }
 
+    /* log-safe: ngx_voice_loggable_sid(): Twilio's shape or "-" */
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: media stream accepted for call %V",
                   ngx_voice_loggable_sid(&op->info.call_sid));

@@ -31,6 +31,7 @@ ngx_voice_openai_merge(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
         || ngx_strncasecmp(conf->openai_url.data, (u_char *) "wss://", 6)
            != 0)
     {
+        /* log-safe: the URL from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\": "
                            "wss:// URL expected", &conf->openai_url);
@@ -46,6 +47,7 @@ ngx_voice_openai_merge(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.host.len == 0) {
+        /* log-safe: the URL from nginx.conf, nginx's parse error */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\"%s%s",
                            &conf->openai_url, u.err ? ": " : "",
@@ -134,6 +136,7 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf,
     ru.uri_part = 1;
 
     if (ngx_parse_url(cf->pool, &ru) != NGX_OK || ru.naddrs == 0) {
+        /* log-safe: the host from nginx.conf, nginx's parse error */
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "host \"%V\" of \"voice_openai_url\" could not "
                            "be resolved%s%s; configure a \"resolver\" or "

@@ -155,6 +155,7 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
              */
             peer->failed = 1;
 
+            /* log-safe: the peer name, and a constant reason of the codec */
             ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO),
                           peer->call->log, 0,
                           "voice: %s sent a bad WebSocket frame: %s",
@@ -190,6 +191,7 @@ ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos, u_char *last)
             }
 
             if (ev.opcode != NGX_VOICE_WS_TEXT) {
+                /* log-safe: peer->name is "Twilio" or "OpenAI" */
                 ngx_log_error((peer->client ? NGX_LOG_ERR : NGX_LOG_INFO),
                               peer->call->log, 0,
                               "voice: %s sent a binary message", peer->name);
@@ -279,6 +281,7 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         /* the reason is the peer's: it is logged as text, and only once */
         ngx_voice_log_safe(ev->data, ev->len);
 
+        /* log-safe: the reason went through ngx_voice_log_safe() */
         ngx_log_error(NGX_LOG_INFO, peer->call->log, 0,
                       "voice: %s closed the WebSocket with %ui \"%*s\"",
                       peer->name, ev->code, ngx_min(ev->len, 64), ev->data);
@@ -519,6 +522,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
     peer->last_out = &peer->out;
     peer->pending = 0;
 
+    /* log-safe: peer->name is "Twilio" or "OpenAI" */
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, peer->call->log, 0,
                    "voice: dropped %uz bytes for %s", pending, peer->name);
 }

@@ -340,6 +340,7 @@ ngx_voice_realtime_dispatch(void *data)
         ngx_voice_log_safe(oa->code.data, oa->code.len);
         ngx_voice_log_safe(oa->message.data, oa->message.len);
 
+        /* log-safe: both went through ngx_voice_log_safe() above */
         ngx_log_error(NGX_LOG_WARN, call->log, 0,
                       "voice: OpenAI error \"%V\": %V",
                       &oa->code, &oa->message);

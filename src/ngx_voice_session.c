@@ -72,6 +72,7 @@ ngx_voice_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         semantic = 1;
 
     } else {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_turn_detection\" type \"%V\": "
                            "server_vad or semantic_vad expected", &value[1]);
@@ -155,6 +156,7 @@ ngx_voice_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 invalid:
 
+    /* log-safe: the directive arguments, from nginx.conf */
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid \"voice_turn_detection\" parameter \"%V\" "
                        "for %V", &value[i], &value[1]);
@@ -224,6 +226,7 @@ ngx_voice_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (ngx_strncmp(srv->url.data, "https://", 8) != 0
                 && ngx_strncmp(srv->url.data, "http://", 7) != 0)
             {
+                /* log-safe: the URL, from nginx.conf */
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid \"voice_mcp_server\" url \"%V\"",
                                    &srv->url);
@@ -360,6 +363,7 @@ ngx_voice_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
     file.fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (file.fd == NGX_INVALID_FILE) {
+        /* log-safe: the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_instructions_file\": cannot open \"%V\"",
                            &name);
@@ -375,6 +379,7 @@ ngx_voice_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (size > 1024 * 1024) {
         (void) ngx_close_file(file.fd);
+        /* log-safe: the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\" \"%V\" is larger "
                            "than 1m", &name);
@@ -392,6 +397,7 @@ ngx_voice_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
     (void) ngx_close_file(file.fd);
 
     if (n != (ssize_t) size) {
+        /* log-safe: the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\": cannot read \"%V\"",
                            &name);
@@ -422,6 +428,7 @@ ngx_voice_session_build(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     if (ngx_voice_voices[i] == NULL) {
+        /* log-safe: the voice name, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "\"voice_voice\" \"%V\" is not a known Realtime "
                            "voice (alloy, ash, ballad, coral, echo, sage, "

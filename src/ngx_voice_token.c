@@ -140,6 +140,7 @@ ngx_voice_token_mint(ngx_voice_token_op_t *op)
 
         if (ctx->full_logged != ngx_time()) {
             ctx->full_logged = ngx_time();
+            /* log-safe: the zone name, from nginx.conf */
             ngx_log_error(NGX_LOG_ERR, op->log, 0,
                           "voice: could not allocate token in "
                           "voice_token_zone \"%V\": zone is full",
@@ -548,6 +549,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p = (u_char *) ngx_strchr(value[1].data, ':');
 
     if (p == NULL || p == value[1].data) {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_token_zone\" \"%V\": "
                            "NAME:SIZE expected", &value[1]);
@@ -563,12 +565,14 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     size = ngx_parse_size(&s);
 
     if (size == NGX_ERROR) {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_token_zone\" size \"%V\"", &s);
         return NGX_CONF_ERROR;
     }
 
     if (size < (ssize_t) (8 * ngx_pagesize)) {
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_token_zone\" \"%V\" is too small, "
                            "at least %uz bytes are needed",
@@ -588,6 +592,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ttl = ngx_parse_time(&s, 0);
 
             if (ttl == NGX_ERROR || ttl == 0) {
+                /* log-safe: the directive argument, from nginx.conf */
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid \"voice_token_zone\" ttl \"%V\"",
                                    &value[i]);
@@ -597,6 +602,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* log-safe: the directive argument, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_token_zone\" parameter \"%V\"",
                            &value[i]);
@@ -616,6 +622,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (shm_zone->data) {
+        /* log-safe: the zone name, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_token_zone\" \"%V\" is already declared",
                            &name);

@@ -93,6 +93,7 @@ ngx_voice_upstream_start(ngx_voice_call_t *call)
     }
 
     if (ctx == NGX_NO_RESOLVER) {
+        /* log-safe: the OpenAI host, from nginx.conf */
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: no resolver defined to resolve %V, and it "
                       "could not be resolved at start", &host);
@@ -131,6 +132,7 @@ ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx)
     dc = call->request->connection;
 
     if (ctx->state) {
+        /* log-safe: the OpenAI host, the resolver's own error text */
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: %V could not be resolved (%i: %s)",
                       &ctx->name, ctx->state,
@@ -277,6 +279,7 @@ ngx_voice_upstream_connect_handler(ngx_event_t *ev)
     }
 
     if (err) {
+        /* log-safe: pc.name: the address nginx resolved */
         ngx_log_error(NGX_LOG_ERR, call->log, err,
                       "voice: connect() to OpenAI at %V failed",
                       call->pc.name);
@@ -397,6 +400,7 @@ ngx_voice_upstream_ssl_handshake(ngx_connection_t *c)
     c->log->action = "relaying a voice call";
 
     if (!c->ssl->handshaked) {
+        /* log-safe: pc.name: the address nginx resolved */
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: TLS handshake with OpenAI at %V failed",
                       call->pc.name);
@@ -446,6 +450,7 @@ ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
     rc = SSL_get_verify_result(c->ssl->connection);
 
     if (rc != X509_V_OK) {
+        /* log-safe: OpenSSL's own error text */
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: OpenAI SSL certificate verify error: (%l:%s)",
                       rc, X509_verify_cert_error_string(rc));
@@ -454,6 +459,7 @@ ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
 
     if (!conf->ssl_name_is_ip) {
         if (ngx_ssl_check_host(c, &conf->ssl_name) != NGX_OK) {
+            /* log-safe: voice_ssl_name, from nginx.conf */
             ngx_log_error(NGX_LOG_ERR, call->log, 0,
                           "voice: OpenAI SSL certificate does not match "
                           "\"%V\"", &conf->ssl_name);
@@ -474,6 +480,7 @@ ngx_voice_upstream_verify(ngx_voice_call_t *call, ngx_connection_t *c)
     X509_free(cert);
 
     if (rc != 1) {
+        /* log-safe: voice_ssl_name, from nginx.conf */
         ngx_log_error(NGX_LOG_ERR, call->log, 0,
                       "voice: OpenAI SSL certificate does not match "
                       "\"%V\"", &conf->ssl_name);

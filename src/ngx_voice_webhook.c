@@ -171,6 +171,7 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
     from = ngx_voice_form_get(&params, "From");
 
     if (!ngx_voice_webhook_caller_allowed(vlcf, from)) {
+        /* log-safe: ngx_voice_loggable_sid(): Twilio's shape or "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: caller is not in voice_allow_callers, "
                       "rejecting call %V", ngx_voice_loggable_sid(sid));
@@ -267,6 +268,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     h = ngx_voice_find_header(r, &header);
 
     if (h == NULL) {
+        /* log-safe: sid is ngx_voice_loggable_sid()'s */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: webhook request has no X-Twilio-Signature, "
                       "call %V", sid);
@@ -297,6 +299,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     }
 
     if (rc == NGX_DECLINED) {
+        /* log-safe: sid is ngx_voice_loggable_sid()'s */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: webhook X-Twilio-Signature does not match, "
                       "call %V", sid);
@@ -441,6 +444,7 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* log-safe: ngx_voice_loggable_sid(): Twilio's shape or "-" */
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: incoming call %V, stream token minted",
                   ngx_voice_loggable_sid(&op->info.call_sid));
