@@ -802,7 +802,31 @@ media: 1
 
 
 
-=== TEST 31: wrong call expectations fail, each naming what was wrong (a generated .t)
+=== TEST 31: an ECDSA (P-256) server certificate from the test CA: the call works
+--- stream_config
+voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_EC_PORT/v1/realtime?model=gpt-realtime&ctl=1;
+--- twilio_script
+hello
+media 5
+ctl {"deltas": {"n": 2, "bytes": 800}}
+wait mark 2
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
+--- expect_openai_close: 1000
+--- perl_check
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
+ok(scalar(grep { $_->{fake} eq 'ec' } @$ev), 'the ECDSA server was used');
+check_byte_exact($t, $ev, 'ECDSA');
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 32: wrong call expectations fail, each naming what was wrong (a generated .t)
 --- timeout: 60
 --- perl_check
 # Lines of the generated file start with "@" here so that this file's own

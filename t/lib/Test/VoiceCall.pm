@@ -50,8 +50,9 @@ sub sh_ok {
     return $out;
 }
 
-# A CA, a server certificate it signed, and a second CA with its own
-# server certificate (same SANs) that the first CA does not vouch for.
+# A CA, a server certificate (RSA) and an ECDSA (P-256) one it signed, and
+# a second CA with its own server certificate (same SANs) that the first CA
+# does not vouch for.
 sub make_certs {
     my ($dir) = @_;
     File::Path::make_path($dir);
@@ -62,9 +63,11 @@ sub make_certs {
               . " -out $dir/$ca.pem -addext basicConstraints=critical,CA:TRUE"
               . " -addext keyUsage=critical,keyCertSign,cRLSign");
     }
-    for (['server', 'ca'], ['other', 'other-ca']) {
-        my ($name, $ca) = @$_;
-        sh_ok("openssl req -newkey rsa:2048 -nodes -subj '/CN=openai.test'"
+    for (['server', 'ca', 'rsa:2048'], ['other', 'other-ca', 'rsa:2048'],
+         ['ec', 'ca', 'ec -pkeyopt ec_paramgen_curve:prime256v1'])
+    {
+        my ($name, $ca, $key) = @$_;
+        sh_ok("openssl req -newkey $key -nodes -subj '/CN=openai.test'"
               . " -keyout $dir/$name.key -out $dir/$name.csr");
         open my $fh, '>', "$dir/$name.ext" or die $!;
         print $fh "$san\nbasicConstraints=CA:FALSE\n"
@@ -106,6 +109,7 @@ sub start_fake {
 #   TEST_NGINX_OPENAI_PORT     fake with a cert from that CA (SANs
 #                              IP:127.0.0.1, DNS:localhost, DNS:openai.test)
 #   TEST_NGINX_OPENAI_BAD_PORT fake with a cert from another CA
+#   TEST_NGINX_OPENAI_EC_PORT  fake with an ECDSA (P-256) cert from the CA
 #   TEST_NGINX_CLOSED_PORT     a port where nothing listens
 # and gives every block of the file the default http_config and config of
 # a call (see the POD); stream_config and twilio_call are the file's own
@@ -123,6 +127,8 @@ sub voice_setup {
         start_fake('main', "$c/server.pem", "$c/server.key");
     $ENV{TEST_NGINX_OPENAI_BAD_PORT} =
         start_fake('bad', "$c/other.pem", "$c/other.key");
+    $ENV{TEST_NGINX_OPENAI_EC_PORT} =
+        start_fake('ec', "$c/ec.pem", "$c/ec.key");
     $ENV{TEST_NGINX_CLOSED_PORT} = Test::Voice::pick_port();
     register_sections();
 }
@@ -143,7 +149,7 @@ sub fake_pos {
     return { map { $_ => -s $Fake{$_}{log} || 0 } keys %Fake };
 }
 
-# Events since $pos, in time order, each with {fake => 'main'|'bad'}.
+# Events since $pos, in time order, each with {fake => 'main'|'bad'|'ec'}.
 sub fake_events {
     my ($pos) = @_;
     my @ev;
