@@ -283,8 +283,11 @@ ok(!$t->{close_frame} || $t->{close_frame}{t} >= $stop->{t},
    'no close during the reload (only after stop)');
 stop_ok($t, [fake_wait($pos, sub { fake_close_of(\@_, $t->{conn}) })],
         'the call across the reload');
+# (the master logs the exit once it has reaped the worker: wait for that)
 my $deadline = Test::Voice::now() + 5;
-Time::HiRes::sleep(0.05) while kill(0, $old) and Test::Voice::now() < $deadline;
+Time::HiRes::sleep(0.05)
+    until error_log_since_start() =~ /worker process $old exited/
+          or Test::Voice::now() > $deadline;
 like(error_log_since_start(), qr/worker process $old exited/,
      'the old worker exits once its call is over');
 --- no_error_log
