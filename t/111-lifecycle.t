@@ -12,6 +12,7 @@
 # ?flood=N sends N audio deltas at once).  See t/lib/Test/VoiceCall.pm.
 use Test::Voice;
 use Test::VoiceCall;
+use JSON::PP ();
 use MIME::Base64 ();
 use Protocol::WebSocket::Frame;
 
@@ -332,7 +333,8 @@ my $pid = nginx_pid();
 my $rss0 = vm_kb($pid, 'VmRSS');
 my ($flood, $hwm);
 my $pos = fake_pos();
-my $t = twilio_call(engine => 'raw', steps => [twilio_steps(<<'S')],
+my $t = twilio_call(engine => 'raw', keep_payloads => JSON::PP::false,
+                    steps => [twilio_steps(<<'S')],
 pause
 setup
 sync flooded
@@ -488,6 +490,8 @@ bogus framing error, and OpenAI's answer to the close 1000 is seen.
 voice_buffer_size 64k;
 voice_max_message_size 16k;
 --- timeout: 20
+--- twilio_call
+keep_payloads: false
 --- twilio_script
 pause
 setup

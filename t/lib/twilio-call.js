@@ -56,6 +56,8 @@
 //   pipeline        [send steps]: their messages go out in the same write()
 //                   as the upgrade request
 //   auto_pong       false: do not answer the server's pings (default true)
+//   keep_payloads   false: received media messages keep payload_len, not
+//                   their payload (for floods)
 //   reply_close     false: do not answer the server's close frame
 // and steps:
 //     {"frame":{"opcode":1, "fin":1, "rsv":[1,0,0], "masked":true,
@@ -562,6 +564,12 @@ async function runCall(sc, index) {
       } catch (e) {
         msg = { text: data.toString() };
       }
+    }
+    if (sc.keep_payloads === false && msg && msg.media
+        && typeof msg.media.payload === 'string') {
+      // (megabytes of audio need not travel back in the transcript)
+      msg.media.payload_len = msg.media.payload.length;
+      delete msg.media.payload;
     }
     tr.received.push({ t: Date.now(), msg });
     if (msg && msg.event === 'mark' && msg.mark) {
