@@ -22,6 +22,8 @@
 //   echo_marks      "auto" (default: echo each mark when it arrives),
 //                   "off" (hold them), or N (echo the first N, hold the rest)
 //   timeout_ms      default for waits (5000)
+//   wait_scale      multiplies every wait's timeout (t/lib/Test/VoiceCall.pm
+//                   sets 3 under memcheck); sleeps stay as they are
 //   steps           [step, ...], run in order:
 //     {"send":"connected"}
 //     {"send":"start", "call_sid":.., "stream_sid":.., "media_format":{..},
@@ -420,7 +422,9 @@ async function runCall(sc, index) {
     stream_sid: sc.stream_sid || 'MZ' + hex(16),
     sent: [], received: [], frames: [], syncs: {}, errors: [],
   };
-  const defTimeout = sc.timeout_ms || 5000;
+  // waits are upper bounds; wait_scale stretches them (under memcheck)
+  const scale = sc.wait_scale || 1;
+  const defTimeout = (sc.timeout_ms || 5000) * scale;
   let seq = 0;
   let chunk = 0;
   let ts = 0;
@@ -782,7 +786,7 @@ async function runCall(sc, index) {
           cursor++;
         }
         return got >= want || closed;
-      }, st.timeout_ms || defTimeout);
+      }, st.timeout_ms ? st.timeout_ms * scale : defTimeout);
       if (!ok || got < want) {
         fail(`got ${got} of ${want} matching messages`
              + (closed ? ` (closed ${closed.code})` : ' (timeout)'));
@@ -793,7 +797,7 @@ async function runCall(sc, index) {
         .length;
       const base = seen();
       if (!await waitFor(() => seen() - base >= want || closed,
-                         st.timeout_ms || defTimeout)
+                         st.timeout_ms ? st.timeout_ms * scale : defTimeout)
           || seen() - base < want) {
         fail(`got ${seen() - base} of ${want} ${st.wait_frame} frames`);
       }
@@ -820,7 +824,8 @@ async function runCall(sc, index) {
       if (raw) await ws.writing;
       ws.terminate();
     } else if (st.wait_close !== undefined) {
-      if (!await waitFor(() => closed, st.wait_close || defTimeout)) {
+      if (!await waitFor(() => closed,
+                         st.wait_close ? st.wait_close * scale : defTimeout)) {
         fail('no close (timeout)');
       }
     } else if (st.frame) {
@@ -890,7 +895,7 @@ async function runCall(sc, index) {
       tr.closing = true;
       ws.close(1000, 'driver done');
     }
-    if (!await waitFor(() => closed, 2000)) {
+    if (!await waitFor(() => closed, 2000 * scale)) {
       ws.terminate();
       await waitFor(() => closed, 500);
     }

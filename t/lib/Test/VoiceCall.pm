@@ -279,8 +279,10 @@ sub new_call_sid {
 # [, $error]) lets it go on later.
 sub twilio_calls {
     my ($calls, %o) = @_;
+    # the waits of a script are upper bounds: longer under memcheck
+    my $scale = $ENV{TEST_NGINX_USE_VALGRIND} ? 3 : 1;
     my $in = $JSON->encode({ calls => [map {
-        { port => Test::Voice::server_port(), %$_ }
+        { port => Test::Voice::server_port(), wait_scale => $scale, %$_ }
     } @$calls] }) . "\n";
     my ($out, $err, $result) = ('', '');
     my $pos = fake_pos();
