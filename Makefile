@@ -5,6 +5,9 @@
 #   make test       install what the tests need, build, run the whole suite
 #   make test SANITIZE=address,undefined
 #                   the same against nginx 1.22.1 built with ASan+UBSan
+#   make check-style
+#                   the C style of STYLE.md (80 columns, no tabs or trailing
+#                   spaces, peer text escaped before it is logged)
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
 
@@ -43,7 +46,7 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test valgrind clean
+.PHONY: all build deps test-deps run test valgrind check-style clean
 
 all: build
 
@@ -121,6 +124,11 @@ valgrind: test-deps
 	$(MAKE) build
 	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib \
 	    $(if $(filter-out t/,$(PROVE_ARGS)),$(PROVE_ARGS),t/1*.t)
+
+# util/check-style checks itself on fixture files first
+check-style:
+	util/check-style --self-test >/dev/null || util/check-style --self-test
+	util/check-style
 
 clean:
 	rm -rf $(BUILD) t/servroot*

@@ -10,6 +10,19 @@
 # the [error] line of that refused connect is the only [error] expected.
 use Test::Voice;
 
+# Unless a block says otherwise: a 1m token zone, OpenAI at a closed port,
+# voice_public_url https://voice.example.com, auth token 12345, and the
+# webhook and media stream locations.
+block_defaults(http_config => <<'HTTP', config => <<'CONF');
+voice_token_zone tokens:1m;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+HTTP
+voice_public_url https://voice.example.com;
+voice_twilio_auth_token 12345;
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ { voice_media_stream; }
+CONF
+
 # --- helpers (run in package main, so perl_check code can call them) --------
 
 # (subs, not variables: perl_check code is compiled under `use strict`
@@ -99,14 +112,6 @@ __DATA__
 === TEST 1: 1,000 webhooks mint 1,000 distinct 43-character URL-safe tokens
 # The same signed body every time: distinct tokens come from the random
 # generator, not from the call's fields.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $body = call_body(1);
 my $sig = sign_webhook($body);
@@ -137,14 +142,6 @@ is(log_count(qr/\[info\] .*voice: incoming call CA0{31}1, stream token minted/),
 
 
 === TEST 2: single use: the first upgrade gets 101, a replay 403 "already used"
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my $ws = consume($token);
@@ -166,14 +163,6 @@ is(log_count(qr/\[info\] .*voice: media stream accepted for call CA[0-9a-f]{32}/
 
 === TEST 3: unknown and malformed tokens: 403 "unknown", no crash, valid tokens still work
 # Each path is signed correctly, so it is the token check that refuses it.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $good = mint();
 my @c = ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '-', '_');
@@ -206,11 +195,6 @@ is(status_of($ws), 101, 'the real token, untouched by all that, still gets 101')
 --- http_config
 voice_token_zone tokens:1m ttl=1s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $late = mint();
 my $prompt = mint();
@@ -233,9 +217,6 @@ is(status_of(consume($fresh)), 101, 'a token minted after that works');
 # The test fails unless both directions were seen, so it proves sharing.
 --- workers: 2
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
 voice_public_url https://voice.example.com;
@@ -291,11 +272,6 @@ ok($replay_checked, 'a replay reached the minting worker');
 --- http_config
 voice_token_zone tokens:32k ttl=60s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $body = call_body(6);
 my $sig = sign_webhook($body);
@@ -332,11 +308,6 @@ is(log_count(qr/token already used/), 3, 'replays logged as already used');
 --- http_config
 voice_token_zone tokens:32k ttl=2s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $body = call_body(7);
 my $sig = sign_webhook($body);
@@ -369,14 +340,6 @@ qr/\[error\] .*voice: could not allocate token in voice_token_zone "tokens": zon
 
 === TEST 8: tokens survive nginx -s reload (one worker)
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $kept = mint();
 my $used = mint();
@@ -395,9 +358,6 @@ reconfiguring
 === TEST 9: tokens survive a reload with two workers (reuseport)
 --- workers: 2
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
 voice_public_url https://voice.example.com;
@@ -433,9 +393,6 @@ reconfiguring
 # the consume is atomic under the zone's lock, so exactly one wins each time.
 --- workers: 2
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
 voice_public_url https://voice.example.com;
@@ -477,14 +434,6 @@ is(log_count(qr/\[warn\] .*token already used/), 140, 'the 140 losers logged as 
 # upgrade without a signature carries nginx's request context (request:
 # "GET /media-stream/TOKEN ..."), so a token that is still unspent, and is
 # accepted right after, is in the log at warn level.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my $r = ws_connect("/media-stream/$token");      # no signature
