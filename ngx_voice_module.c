@@ -623,6 +623,7 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
         && !(clcf->noname && clcf->handler == NULL))
     {
         /* an "if" block keeps its location's handler: it has none */
+        /* log-safe: configuration file names and units; configuration text */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"%s\" conflicts with another content handler in "
                       "location \"%V\" in %s:%ui", name, &clcf->name,
@@ -633,6 +634,7 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
 
     if (vmcf->token_zone == NULL) {
+        /* log-safe: configuration file names and units; configuration text */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"%s\" requires \"voice_token_zone\" in the http "
                       "block in %s:%ui", name, conf->role_file,
@@ -641,6 +643,7 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     if (conf->signature.enabled && conf->signature.auth_token.len == 0) {
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_twilio_auth_token\" is required while "
                       "\"voice_signature\" is on in %s:%ui",
@@ -680,6 +683,7 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 
     if (conf->openai.api_key.len == 0) {
         /* an empty key would still open a connection, to be refused */
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_openai_api_key\" is required by "
                       "\"voice_media_stream\" in %s:%ui",
@@ -711,6 +715,7 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     if (conf->call.buffer_size < 2 * conf->call.max_message_size) {
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_buffer_size\" must be at least twice "
                       "\"voice_max_message_size\" in %s:%ui",
@@ -754,6 +759,7 @@ ngx_voice_merge_agent(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     if ((conf->session.hangup || conf->session.transfers)
         && conf->webhook.action_path.len == 0)
     {
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_call_action_url\" is required by "
                       "\"voice_hangup\" and \"voice_transfer\" in %s:%ui",
@@ -774,6 +780,7 @@ ngx_voice_merge_status(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
 
     if (vmcf->token_zone == NULL) {
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_status\" requires \"voice_token_zone\" in the "
                       "http block in %s:%ui", conf->role_file,
@@ -797,6 +804,7 @@ ngx_voice_set_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (cf->args->nelts == 2) {
         if (ngx_strcmp(value[1].data, "health") != 0) {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid \"voice_status\" parameter \"%V\": "
                                "\"health\" or none expected", &value[1]);
@@ -898,11 +906,13 @@ ngx_voice_bounds_error(ngx_conf_t *cf, ngx_voice_conf_bounds_t *b,
     value = cf->args->elts;
 
     if (b->high) {
+        /* log-safe: configuration file names and units; configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must be between %i%s and %i%s",
                            &value[0], b->low, unit, b->high, unit);
 
     } else {
+        /* log-safe: configuration file names and units; configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must be at least %i%s",
                            &value[0], b->low, unit);

@@ -317,6 +317,7 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
                 && ngx_current_msec - peer->last_recv >= idle)))
     {
         /* checked first: a peer that neither reads nor talks is stuck */
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(peer->log_level, call->log, 0,
                       "voice: %s is not reading: %M ms since it took "
                       "data, %M ms since it sent any (voice_idle_timeout)",
@@ -337,6 +338,7 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
     }
 
     if (!peer->paused && ngx_current_msec - peer->last_recv >= idle) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(peer->log_level, call->log, 0,
                       "voice: %s sent nothing for %M ms "
                       "(voice_idle_timeout)", peer->name,

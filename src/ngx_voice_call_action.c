@@ -80,6 +80,7 @@ ngx_voice_call_action_process(ngx_http_request_t *r)
     if (ngx_voice_token_get_outcome(vmcf->token_zone, sid, &outcome, buf)
         != NGX_OK)
     {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: call action for call %V: no outcome "
                       "recorded, the fallback", ngx_voice_loggable_sid(sid));
@@ -89,6 +90,7 @@ ngx_voice_call_action_process(ngx_http_request_t *r)
     if (outcome.len == sizeof("hangup") - 1
         && ngx_strncmp(outcome.data, "hangup", outcome.len) == 0)
     {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: call action for call %V: hangup",
                       ngx_voice_loggable_sid(sid));
@@ -119,6 +121,7 @@ ngx_voice_call_action_dialed(ngx_http_request_t *r, ngx_str_t *sid,
 
     static ngx_str_t  hangup = ngx_string(NGX_VOICE_TWIML_HANGUP);
 
+    /* log-safe: a CallSid of Twilio's exact shape, else "-" */
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: transfer of call %V ended: \"%s\"",
                   ngx_voice_loggable_sid(sid),
@@ -151,6 +154,7 @@ ngx_voice_call_action_transfer(ngx_http_request_t *r, ngx_str_t *sid,
     t = ngx_voice_session_transfer(&vlcf->session, label);
 
     if (t == NULL) {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: call action for call %V: no voice_transfer "
                       "here for its label, the fallback",
@@ -158,6 +162,7 @@ ngx_voice_call_action_transfer(ngx_http_request_t *r, ngx_str_t *sid,
         return ngx_voice_call_action_fallback(r);
     }
 
+    /* log-safe: a CallSid of Twilio's exact shape, else "-" */
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: call action for call %V: transfer to \"%V\"",
                   ngx_voice_loggable_sid(sid), &t->label);

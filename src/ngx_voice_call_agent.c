@@ -53,6 +53,7 @@ ngx_voice_call_agent_tool(ngx_voice_call_t *call, ngx_voice_tool_call_t *tc)
     error = NULL;
 
     if (ngx_voice_call_agent_outcome(call, tc, &outcome, &error) != NGX_OK) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_INFO, call->log, 0,
                       "voice: the model's %s call refused: %s",
                       ngx_voice_log_escape(text, tc->name, tc->name_len),
@@ -220,6 +221,7 @@ ngx_voice_call_agent_end(ngx_voice_call_t *call, ngx_voice_tool_call_t *tc,
                                   outcome->data + sizeof("transfer:") - 1);
     }
 
+    /* log-safe: names from the configuration */
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: the model ends the call: %V", outcome);
 

@@ -307,6 +307,7 @@ ngx_voice_call_log_end(ngx_voice_call_t *call)
     tw = &call->twilio.peer;
     oa = &call->openai.peer;
 
+    /* log-safe: a CallSid of Twilio's exact shape, else "-" */
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: call ended, CallSid %V, StreamSid %V, "
                   "duration %Mms, setup %Mms, "

@@ -489,6 +489,7 @@ ngx_voice_json_scratch(u_char **buf, ngx_pool_t *pool, size_t max,
     size_t len, ngx_log_t *log, const char *who)
 {
     if (len > max) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "voice: a %s string of %uz bytes is longer than "
                       "voice_max_message_size %uz", who, len, max);
@@ -499,6 +500,7 @@ ngx_voice_json_scratch(u_char **buf, ngx_pool_t *pool, size_t max,
         *buf = ngx_pnalloc(pool, max);
 
         if (*buf == NULL) {
+            /* log-safe: constant text */
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "voice: no memory for a %s string of %uz bytes",
                           who, len);

@@ -382,6 +382,7 @@ static ngx_int_t
 ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
     if (op->status != NGX_VOICE_TOKEN_OK) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: media stream upgrade rejected: token %s",
                       ngx_voice_token_status_text(op->status));
@@ -391,6 +392,7 @@ ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 
     ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_OK]);
 
+    /* log-safe: a CallSid of Twilio's exact shape, else "-" */
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: media stream accepted for call %V",
                   ngx_voice_loggable_sid(&op->info.call_sid));

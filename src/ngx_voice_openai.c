@@ -128,6 +128,7 @@ ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
     if (url->len < sizeof("wss://") - 1 + 1
         || ngx_strncasecmp(url->data, (u_char *) "wss://", 6) != 0)
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\": "
                            "wss:// URL expected", url);
@@ -143,6 +144,7 @@ ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
     u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.host.len == 0) {
+        /* log-safe: configuration text; constant text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\"%s%s",
                            url, u.err ? ": " : "", u.err ? u.err : "");
@@ -247,6 +249,7 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
 
     /* a warning, at the line that named the host */
 
+    /* log-safe: configuration file names and units */
     ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                   "host \"%V\" of \"voice_openai_url\" could not "
                   "be resolved%s%s; configure a \"resolver\" or "

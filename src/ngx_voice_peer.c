@@ -212,6 +212,7 @@ ngx_voice_peer_fail(ngx_voice_peer_t *peer, ngx_uint_t code,
     u_char  *p;
     u_char   reason[128];
 
+    /* log-safe: a leg's own name or an address; constant text */
     ngx_log_error(peer->log_level, peer->log, 0,
                   "voice: %s sent %s%s", peer->name,
                   code == NGX_VOICE_WS_CLOSE_UNSUPPORTED
@@ -248,6 +249,7 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         peer->peer_close_code = ev->code;
 
         /* the reason is the peer's text: escaped for the log */
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                       "voice: %s closed the WebSocket with %ui \"%s\"",
                       peer->name, ev->code,
@@ -281,6 +283,7 @@ ngx_voice_peer_send(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     }
 
     if (rc == NGX_BUSY) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(peer->log_level, peer->log, 0,
                       "voice: %s is not reading, voice_buffer_size %uz "
                       "reached", peer->name, peer->limit);
@@ -648,6 +651,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
         pending += ln->buf->last - ln->buf->pos;
     }
 
+    /* log-safe: a leg's own name or an address */
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, peer->log, 0,
                    "voice: dropped %uz bytes for %s, %uz kept",
                    peer->pending - pending, peer->name, pending);

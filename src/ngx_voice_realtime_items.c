@@ -92,9 +92,9 @@ ngx_voice_realtime_calls_done(ngx_voice_realtime_t *rt)
             done[n++] = rt->calls[i];
 
         } else {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rt->peer.log, 0,
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rt->peer.log, 0,
                            "voice: function call of a response that "
-                           "ended \"%V\" dropped", &msg->response_status);
+                           "did not complete dropped");
         }
 
         rt->calls[i] = rt->calls[--rt->ncalls];

@@ -136,6 +136,7 @@ ngx_voice_session_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd,
         semantic = 1;
 
     } else {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_turn_detection\" type \"%V\": "
                            "server_vad or semantic_vad expected", &value[1]);
@@ -153,6 +154,7 @@ ngx_voice_session_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd,
 
     for (i = 2; i < cf->args->nelts; i++) {
         if (ngx_voice_session_td_param(td, semantic, &value[i]) != NGX_OK) {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid \"voice_turn_detection\" parameter "
                                "\"%V\" for %V", &value[i], &value[1]);
@@ -335,6 +337,7 @@ ngx_voice_session_mcp_param(ngx_conf_t *cf, ngx_voice_mcp_server_t *srv,
         if (ngx_strncmp(v.data, "https://", 8) != 0
             && ngx_strncmp(v.data, "http://", 7) != 0)
         {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid \"voice_mcp_server\" url \"%V\"", &v);
             return NGX_CONF_ERROR;
@@ -484,6 +487,7 @@ ngx_voice_session_set_transfer(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (value[1].len == 0 || value[1].len > 32) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_transfer\" label \"%V\": "
                            "1 to 32 bytes expected", &value[1]);
@@ -496,6 +500,7 @@ ngx_voice_session_set_transfer(ngx_conf_t *cf, ngx_command_t *cmd,
         if (t[i].label.len == value[1].len
             && ngx_memcmp(t[i].label.data, value[1].data, value[1].len) == 0)
         {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"voice_transfer\" label \"%V\" is "
                                "duplicate", &value[1]);
@@ -514,6 +519,7 @@ ngx_voice_session_set_transfer(ngx_conf_t *cf, ngx_command_t *cmd,
     t->destination = value[2];
 
     if (ngx_voice_session_destination(&t->destination, &t->sip) != NGX_OK) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_transfer\" destination \"%V\": "
                            "an E.164 number (+15551234567) or a sip: URI "
@@ -641,6 +647,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
     file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (file.fd == NGX_INVALID_FILE) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_instructions_file\": cannot open \"%V\"",
                            name);
@@ -648,6 +655,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
     }
 
     if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_instructions_file\": cannot stat \"%V\"",
                            name);
@@ -659,6 +667,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
 
     if (size > 1024 * 1024) {
         (void) ngx_close_file(file.fd);
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\" \"%V\" is larger "
                            "than 1m", name);
@@ -676,6 +685,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
     (void) ngx_close_file(file.fd);
 
     if (n != (ssize_t) size) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\": cannot read \"%V\"",
                            name);
@@ -735,6 +745,7 @@ ngx_voice_session_check_text(ngx_conf_t *cf, ngx_voice_session_conf_t *conf)
     }
 
     if (ngx_voice_voices[i] == NULL) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "\"voice_voice\" \"%V\" is not a known Realtime "
                            "voice (alloy, ash, ballad, coral, echo, sage, "

@@ -175,6 +175,7 @@ ngx_voice_token_mint(ngx_voice_token_op_t *op)
         && ctx->full_logged != ngx_time())
     {
         ctx->full_logged = ngx_time();
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ERR, op->log, 0,
                       "voice: could not allocate token in "
                       "voice_token_zone \"%V\": zone is full",
@@ -406,6 +407,7 @@ ngx_voice_token_set_outcome(ngx_shm_zone_t *zone, ngx_str_t *call_sid,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     if (tn == NULL) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "voice: no room in voice_token_zone \"%V\" for the "
                       "outcome of the call", &zone->shm.name);
@@ -934,6 +936,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     p = (u_char *) ngx_strchr(value[1].data, ':');
 
     if (p == NULL || p == value[1].data) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_token_zone\" \"%V\": "
                            "NAME:SIZE expected", &value[1]);
@@ -949,12 +952,14 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     size = ngx_parse_size(&s);
 
     if (size == NGX_ERROR) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_token_zone\" size \"%V\"", &s);
         return NGX_CONF_ERROR;
     }
 
     if (size < (ssize_t) (8 * ngx_pagesize)) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_token_zone\" \"%V\" is too small, "
                            "at least %uz bytes are needed",
@@ -974,6 +979,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ttl = ngx_parse_time(&s, 0);
 
             if (ttl == NGX_ERROR || ttl == 0) {
+                /* log-safe: configuration text */
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid \"voice_token_zone\" ttl \"%V\"",
                                    &value[i]);
@@ -983,6 +989,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_token_zone\" parameter \"%V\"",
                            &value[i]);
@@ -1002,6 +1009,7 @@ ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (shm_zone->data) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_token_zone\" \"%V\" is already declared",
                            &name);

@@ -98,6 +98,7 @@ ngx_voice_transcript_open(ngx_conf_t *cf, ngx_str_t *name)
 
     if (file->data) {
         if (file->flush != ngx_voice_transcript_flush) {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"voice_transcript_log\" \"%V\" is also "
                                "another log's file", name);
@@ -148,6 +149,7 @@ ngx_voice_transcript_precreate(ngx_conf_t *cf, ngx_str_t *name)
                        S_IRUSR|S_IWUSR);
 
     if (fd == NGX_INVALID_FILE) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_transcript_log\": cannot open \"%V\"",
                            name);
@@ -293,6 +295,7 @@ ngx_voice_transcript_flush(ngx_open_file_t *file, ngx_log_t *log)
     if (tf->fd_made_private != file->fd) {
         /* reopened: nginx made the new file with its own mode */
         if (fchmod(file->fd, S_IRUSR|S_IWUSR) == -1) {
+            /* log-safe: names from the configuration */
             ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                           "fchmod(\"%V\") failed", &file->name);
         }
@@ -303,10 +306,12 @@ ngx_voice_transcript_flush(ngx_open_file_t *file, ngx_log_t *log)
     n = ngx_write_fd(file->fd, tf->start, len);
 
     if (n == -1) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                       ngx_write_fd_n " to \"%V\" failed", &file->name);
 
     } else if ((size_t) n != len) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       ngx_write_fd_n " to \"%V\" was incomplete: %z of %uz",
                       &file->name, n, len);

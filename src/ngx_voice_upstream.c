@@ -124,6 +124,7 @@ ngx_voice_upstream_resolve(ngx_voice_upstream_t *u)
     conf = u->conf;
 
     if (conf->resolver == NULL) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: no resolver defined to resolve %V, and it "
                       "could not be resolved at start", &conf->host);
@@ -149,6 +150,7 @@ ngx_voice_upstream_resolve(ngx_voice_upstream_t *u)
 
     u->resolve = ctx;
 
+    /* log-safe: names from the configuration */
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
                    "voice: resolving %V", &conf->host);
 
@@ -173,6 +175,7 @@ ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx)
     u->resolve = NULL;
 
     if (ctx->state) {
+        /* log-safe: constant text; names from the configuration */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: %V could not be resolved (%i: %s)",
                       &ctx->name, ctx->state,
@@ -275,6 +278,7 @@ ngx_voice_upstream_connect(ngx_voice_upstream_t *u)
         pc->log = u->log;
         pc->log_error = NGX_ERROR_ERR;
 
+        /* log-safe: a leg's own name or an address */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
                        "voice: connecting to OpenAI at %V", pc->name);
 
@@ -347,6 +351,7 @@ ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
     }
 
     if (c->write->timedout) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_ERR, u->log, NGX_ETIMEDOUT,
                       "voice: connect() to OpenAI at %V timed out",
                       u->peer.name);
@@ -366,6 +371,7 @@ ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
     }
 
     if (err) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_ERR, u->log, err,
                       "voice: connect() to OpenAI at %V failed",
                       u->peer.name);
@@ -509,6 +515,7 @@ ngx_voice_upstream_ssl_handshaked(ngx_voice_upstream_t *u,
     c->log->action = u->action;
 
     if (!c->ssl->handshaked) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: TLS handshake with OpenAI at %V failed",
                       u->peer.name);
@@ -561,6 +568,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
     rc = SSL_get_verify_result(c->ssl->connection);
 
     if (rc != X509_V_OK) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate verify error: (%l:%s)",
                       rc, X509_verify_cert_error_string(rc));
@@ -569,6 +577,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
 
     if (!conf->ssl_name_is_ip) {
         if (ngx_ssl_check_host(c, &conf->ssl_server_name) != NGX_OK) {
+            /* log-safe: names from the configuration */
             ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: OpenAI SSL certificate does not match "
                           "\"%V\"", &conf->ssl_server_name);
@@ -589,6 +598,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
     X509_free(cert);
 
     if (rc != 1) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate does not match "
                       "\"%V\"", &conf->ssl_server_name);

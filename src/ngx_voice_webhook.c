@@ -213,6 +213,7 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
     if (!ngx_voice_webhook_caller_allowed(&vlcf->webhook, from)) {
         ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REJECTED_CALLER]);
 
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: caller is not in voice_allow_callers, "
                       "rejecting call %V", ngx_voice_loggable_sid(sid));
@@ -352,6 +353,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     h = ngx_voice_find_header(r, &header);
 
     if (h == NULL) {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: webhook request has no X-Twilio-Signature, "
                       "call %V", sid);
@@ -385,6 +387,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     }
 
     if (rc == NGX_DECLINED) {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: webhook X-Twilio-Signature does not match, "
                       "call %V", sid);
@@ -515,6 +518,7 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 
     case NGX_VOICE_TOKEN_OK:
         ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_OK]);
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "voice: incoming call %V, stream token minted",
                       ngx_voice_loggable_sid(&op->info.call_sid));
@@ -608,6 +612,7 @@ ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
         return;
     }
 
+    /* log-safe: a CallSid of Twilio's exact shape, else "-"; constant text */
     ngx_log_error(repeats->level, r->connection->log, 0,
                   "voice: webhook repeated for call %V, %s "
                   "(%ui such since the last line)",
@@ -864,6 +869,7 @@ ngx_voice_webhook_set_action_url(ngx_conf_t *cf, ngx_command_t *cmd,
     if (value[1].len == 0 || value[1].data[0] != '/'
         || p != value[1].data + value[1].len)
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_call_action_url\" \"%V\": a "
                            "path such as /call-action expected", &value[1]);
