@@ -93,19 +93,25 @@ ok(index($log, $token) < 0, 'the minted token is not in the error log');
 
 
 
-=== TEST 2: two webhooks for the same call get two different tokens
+=== TEST 2: a retried webhook gets the same TwiML; two calls get two tokens
+# Twilio retries a webhook it got no answer to: the call keeps one token
+# (not a second one per retry), and the retry is logged as such.
 --- request eval
 ["POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321",
- "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321"]
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567&To=%2B15557654321",
+ "POST /incoming-call\nCallSid=CA0123456789abcdef0123456789abcdee&From=%2B15551234567&To=%2B15557654321"]
 --- twilio_sign: https://voice.example.com/incoming-call
 --- error_code eval
-[200, 200]
+[200, 200, 200]
 --- perl_check
-my ($t1, $t2) = map { token_of($_->{body}) } @{$_[1]};
-ok($t1 && $t2, 'both answers carry a token');
-isnt($t1, $t2, 'the tokens differ');
+my ($t1, $t2, $t3) = map { token_of($_->{body}) } @{$_[1]};
+ok($t1 && $t2 && $t3, 'all answers carry a token');
+is($_[1][1]{body}, $_[1][0]{body}, 'the retry gets the same TwiML, byte for byte');
+isnt($t1, $t3, 'another call gets another token');
 my $log = log_now();
-ok(index($log, $t1) < 0 && index($log, $t2) < 0, 'neither token is logged');
+ok(index($log, $t1) < 0 && index($log, $t3) < 0, 'no token is logged');
+like($log, qr/\[info\] .*voice: webhook repeated for call CA0123456789abcdef0123456789abcdef, its stream is not open yet: the same TwiML/,
+     'the retry is logged at info, naming the call');
 --- no_error_log
 [warn]
 [error]

@@ -16,6 +16,7 @@ use Test::Voice;
 block_defaults(http_config => <<'HTTP', config => <<'CONF');
 voice_token_zone tokens:1m;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
 HTTP
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
@@ -109,15 +110,13 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: 1,000 webhooks mint 1,000 distinct 43-character URL-safe tokens
-# The same signed body every time: distinct tokens come from the random
+=== TEST 1: 1,000 calls mint 1,000 distinct 43-character URL-safe tokens
+# Calls with consecutive CallSids: distinct tokens come from the random
 # generator, not from the call's fields.
 --- perl_check
-my $body = call_body(1);
-my $sig = sign_webhook($body);
 my (%seen, @bad, @failed);
 for my $i (1 .. 1000) {
-    my $r = webhook(body => $body, sig => $sig);
+    my $r = webhook(body => call_body($i));
     if (($r->{status} // 0) != 200 or !defined $r->{token}) {
         push @failed, "$i: " . ($r->{status} // $r->{error});
         next;
@@ -134,10 +133,10 @@ is(scalar @bad, 0, 'every token is 43 characters of [A-Za-z0-9_-]')
     or diag explain [@bad[0 .. ($#bad < 4 ? $#bad : 4)]];
 is(scalar keys %seen, 1000, '1,000 distinct tokens');
 is(scalar(lines_with_tokens(keys %seen)), 0, 'no minted token in error.log, debug level included');
-is(log_count(qr/\[info\] .*voice: incoming call CA0{31}1, stream token minted/), 1000,
+is(log_count(qr/\[info\] .*voice: incoming call CA[0-9a-f]{32}, stream token minted/), 1000,
    'one info line per minted token, naming the CallSid');
 --- no_error_log eval
-[qr/\[warn\].*voice: media stream upgrade rejected/, '[error]']
+[qr/\[warn\].*voice: media stream upgrade rejected/, '[error]', 'webhook repeated']
 
 
 
@@ -161,31 +160,47 @@ is(log_count(qr/\[info\] .*voice: media stream accepted for call CA[0-9a-f]{32}/
 
 
 
-=== TEST 3: unknown and malformed tokens: 403 "unknown", no crash, valid tokens still work
-# Each path is signed correctly, so it is the token check that refuses it.
+=== TEST 3: malformed paths are refused before any lookup, unknown tokens after it
+# Each path is signed correctly.  The path rule is one rule: the location's
+# prefix, a 43-character token, at most one trailing "/"; anything else is
+# 403 before the store is asked; a well-formed token the store does not
+# know is 403 "token unknown".  No refusal spends the real token.
 --- perl_check
 my $good = mint();
+my $slashed = mint();
 my @c = ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '-', '_');
 my $random = join '', map { $c[rand @c] } 1 .. 43;
-my %cases = (
-    'unknown 43 chars'       => "/media-stream/$random",
+my %malformed = (
     'too short'              => '/media-stream/abc',
     'one char short'         => '/media-stream/' . substr($good, 1),
     'one char long'          => "/media-stream/${good}A",
     'with a dot'             => '/media-stream/' . substr($good, 0, 20) . '.' . substr($good, 21),
     'empty last segment'     => '/media-stream/',
-    'the token plus a slash' => "/media-stream/$good/",
-    'a prefix of the token'  => '/media-stream/' . substr($good, 0, 42),
+    'two trailing slashes'   => "/media-stream/$good//",
+    'a segment after it'     => "/media-stream/$good/x",
+    'a segment before it'    => "/media-stream/x/$good",
+    'the token percent-encoded' => '/media-stream/%41' . substr($good, 1),
 );
-my $unknown = 0;
-for my $name (sort keys %cases) {
-    my $r = consume(undef, path => $cases{$name});
+my $rule = 0;
+for my $name (sort keys %malformed) {
+    my $r = consume(undef, path => $malformed{$name});
     is(status_of($r), 403, "$name: 403");
-    is(log_count(qr/\[warn\] .*voice: media stream upgrade rejected: token unknown/), ++$unknown,
-       "$name: a [warn] line says token unknown");
+    is(log_count(qr/\[warn\] .*voice: media stream upgrade rejected: the path is not the location's prefix followed by a token/),
+       ++$rule, "$name: a [warn] line names the path rule");
 }
+is(log_count(qr/token unknown/), 0, 'none of them reached the store');
+my $r = consume(undef, path => "/media-stream/$random");
+is(status_of($r), 403, 'an unknown well-formed token: 403');
+is(log_count(qr/\[warn\] .*voice: media stream upgrade rejected: token unknown/), 1,
+   'a [warn] line says token unknown');
+$r = consume(undef, path => "/media-stream/$random/");
+is(status_of($r), 403, 'the same with one trailing slash: 403 unknown too');
+is(log_count(qr/token unknown/), 2, 'and says so');
 my $ws = consume($good);
 is(status_of($ws), 101, 'the real token, untouched by all that, still gets 101');
+my $ws2 = consume(undef, path => "/media-stream/$slashed/");
+is(status_of($ws2), 101, 'a token with one trailing slash is the other accepted form: 101');
+is(log_count(qr/\[info\] .*voice: media stream accepted for call/), 2, 'both accepted streams logged');
 --- no_error_log eval
 [qr/\[error\](?!.* to OpenAI )/, 'token already used', 'token expired']
 
@@ -195,6 +210,7 @@ is(status_of($ws), 101, 'the real token, untouched by all that, still gets 101')
 --- http_config
 voice_token_zone tokens:1m ttl=1s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
 --- perl_check
 my $late = mint();
 my $prompt = mint();
@@ -272,12 +288,11 @@ ok($replay_checked, 'a replay reached the minting worker');
 --- http_config
 voice_token_zone tokens:32k ttl=60s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
 --- perl_check
-my $body = call_body(6);
-my $sig = sign_webhook($body);
 my (@tokens, $full, %other);
-for (1 .. 5000) {
-    my $r = webhook(body => $body, sig => $sig);
+for my $i (1 .. 5000) {
+    my $r = webhook(body => call_body(600000 + $i));
     if ($r->{status} == 200) { push @tokens, $r->{token}; next }
     if ($r->{status} == 503) { $full = $r; last }
     $other{$r->{status} // 'none'}++;
@@ -292,7 +307,12 @@ unlike($full->{body} // '', qr/<Stream/, 'the 503 carries no Stream URL');
 my $full_lines = log_count(qr/\[error\] .*voice: could not allocate token in voice_token_zone "tokens": zone is full/);
 ok($full_lines >= 1 && $full_lines <= 2, 'an [error] line says the zone is full (at most one a second)')
     or diag $full_lines;
-is(webhook(body => $body, sig => $sig)->{status}, 503, 'the next webhook: 503 again');
+is(webhook(body => call_body(699999))->{status}, 503, 'the next call: 503 again');
+# A call whose token is in the zone is still answered: its retry needs no
+# new room.
+my $first = webhook(body => call_body(600001));
+is($first->{status}, 200, 'a retry of the first call is still answered 200');
+is($first->{token}, $tokens[0], 'with its own token');
 # The tokens minted before are intact: first, middle and last all work once.
 for my $t (@tokens[0, $#tokens / 2, -1]) {
     is(status_of(consume($t)), 101, 'a token minted before the zone filled: 101');
@@ -308,13 +328,14 @@ is(log_count(qr/token already used/), 3, 'replays logged as already used');
 --- http_config
 voice_token_zone tokens:32k ttl=2s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
 --- perl_check
-my $body = call_body(7);
-my $sig = sign_webhook($body);
+# Signed ahead, so filling the zone takes well under the ttl.
+my @signed = map { my $b = call_body(700000 + $_); [$b, sign_webhook($b)] } 1 .. 1200;
 my ($n, $status) = (0, 200);
 my $t0 = Test::Voice::now();
-while ($status == 200 and $n < 5000) {
-    $status = webhook(body => $body, sig => $sig)->{status} // 'none';
+while ($status == 200 and $n < 600) {
+    $status = webhook(body => $signed[$n][0], sig => $signed[$n][1])->{status} // 'none';
     $n++ if $status == 200;
 }
 my $took = Test::Voice::now() - $t0;
@@ -325,8 +346,8 @@ my $token = mint();
 is(status_of(consume($token)), 101, 'after the ttl, a webhook succeeds again and its token works');
 my $m = 1;
 $status = 200;
-while ($status == 200 and $m < 5000) {
-    $status = webhook(body => $body, sig => $sig)->{status} // 'none';
+while ($status == 200 and $m < 600) {
+    $status = webhook(body => $signed[600 + $m][0], sig => $signed[600 + $m][1])->{status} // 'none';
     $m++ if $status == 200;
 }
 is($status, 503, 'filling the zone again ends in 503');

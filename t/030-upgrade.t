@@ -21,6 +21,7 @@ use Protocol::WebSocket::Frame;
 block_defaults(http_config => <<'HTTP', config => <<'CONF');
 voice_token_zone tokens:1m;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
 HTTP
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
@@ -354,7 +355,9 @@ my @order = (
     ['the version before the query', { query => '?x=1', set => { 'Sec-WebSocket-Version' => '8' } },
      426, qr/unsupported Sec-WebSocket-Version/],
     ['the query before the signature', { query => '?x=1', no_sig => 1 }, 403, qr/query string/],
-    ['the signature before the token', { path => '/media-stream/unknown', no_sig => 1 },
+    ['the path rule before the signature', { path => '/media-stream/unknown', no_sig => 1 },
+     403, qr/not the location's prefix followed by a token/],
+    ['the signature before the token', { path => '/media-stream/' . ('u' x 43), no_sig => 1 },
      403, qr/no X-Twilio-Signature/],
 );
 for my $c (@order) {
