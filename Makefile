@@ -7,6 +7,10 @@
 #                   the same against nginx 1.22.1 built with ASan+UBSan
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
+#   make fuzz       build the libFuzzer harnesses (clang, ASan+UBSan) and
+#                   run each for FUZZ_SECONDS (7) on its seed corpus
+#   make fuzz FUZZ_SECONDS=600 FUZZERS="twilio realtime"
+#                   a long run, of some harnesses only
 
 SHELL      := /bin/bash
 TOP        := $(CURDIR)
@@ -16,6 +20,8 @@ SANITIZE   ?=
 NGINX_SRC  ?=
 PORT       ?= 5050
 PROVE_ARGS ?= t/
+FUZZ_SECONDS ?= 7
+FUZZERS    ?=
 
 SOURCES    := config ngx_voice_module.c $(wildcard src/*.c src/*.h)
 WARN       := -Wall -Wextra -Werror
@@ -43,7 +49,7 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test valgrind clean
+.PHONY: all build deps test-deps run test valgrind fuzz clean
 
 all: build
 
@@ -121,6 +127,11 @@ valgrind: test-deps
 	$(MAKE) build
 	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib \
 	    $(if $(filter-out t/,$(PROVE_ARGS)),$(PROVE_ARGS),t/1*.t)
+
+# libFuzzer harnesses (fuzz/) against a clang-built nginx tree of their own
+fuzz:
+	util/build-fuzz
+	util/run-fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
 clean:
 	rm -rf $(BUILD) t/servroot*

@@ -44,6 +44,7 @@ extern ngx_log_t  *ngx_voice_fuzz_log;
 void ngx_voice_fuzz_init(void);
 void ngx_voice_fuzz_fail(const char *file, int line, const char *expr)
     __attribute__((noreturn));
+ngx_uint_t ngx_voice_fuzz_skip(const char *name);
 
 /* a pool for one input, with the timers and posted events reset */
 ngx_pool_t *ngx_voice_fuzz_pool(void);

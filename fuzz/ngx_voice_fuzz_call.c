@@ -33,6 +33,8 @@
  *                         an action, the payload's fourth byte says)
  *     control & 0x80   afterwards both peers read all they were sent
  *
+ * Each peer takes 64k (4k with small buffers), then what the input lets
+ * it read.
  * The actions' payloads: a0 a1 a2 a3 ..., where a3 & 3 is the recv()
  * cut; a1 | a2 << 8 the base64 quanta of synthetic audio.
  */
@@ -421,9 +423,13 @@ ngx_voice_fuzz_call_create(ngx_uint_t flags)
     ngx_str_set(&fc->info.from, "+14158675309");
     ngx_str_set(&fc->info.to, "+18005551212");
 
+    /* a small window with small buffers: backpressure comes sooner */
+
     fc->sock[0].window = (flags & NGX_VOICE_FUZZ_UNLIMITED)
                          ? NGX_VOICE_FUZZ_ALL
-                         : NGX_VOICE_FUZZ_WINDOW;
+                         : (flags & NGX_VOICE_FUZZ_SMALL)
+                           ? NGX_VOICE_FUZZ_WINDOW / 16
+                           : NGX_VOICE_FUZZ_WINDOW;
     fc->sock[1].window = fc->sock[0].window;
 
     /* Twilio's frames come to us unmasked, OpenAI's masked */
@@ -579,8 +585,16 @@ ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
     a1 = len > 1 ? data[1] : 0;
     a2 = len > 2 ? data[2] : 0;
 
-    /* up to 24k of base64: frames larger than an output chunk */
+    /*
+     * Up to 24k of base64: frames larger than an output chunk.  yajl
+     * lexes a string again from its start for each piece it is given, so
+     * cut in 1 or 7 byte pieces it is kept to 2k, for speed.
+     */
     quanta = 1 + ((a1 | a2 << 8) % 6144);
+
+    if (fc->sock[0].piece == 1 || fc->sock[0].piece == 7) {
+        quanta = 1 + quanta % 512;
+    }
 
     switch (action) {
 
