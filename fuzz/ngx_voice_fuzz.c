@@ -203,10 +203,16 @@ ngx_voice_fuzz_pool(void)
 void
 ngx_voice_fuzz_pool_done(ngx_pool_t *pool)
 {
-    /* timers and posted events may live in the pool */
+    /*
+     * timers, posted events and connections ngx_close_connection() put
+     * on the cycle's free list may live in the pool
+     */
 
     ngx_event_timer_init(ngx_voice_fuzz_log);
     ngx_queue_init(&ngx_posted_events);
+
+    ngx_voice_fuzz_cycle.free_connections = NULL;
+    ngx_voice_fuzz_cycle.free_connection_n = 0;
 
     ngx_destroy_pool(pool);
 }

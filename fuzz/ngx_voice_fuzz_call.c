@@ -133,6 +133,7 @@ static void ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
 static void ngx_voice_fuzz_call_teardown(void);
 static void ngx_voice_fuzz_call_run(void);
 static void ngx_voice_fuzz_call_read_all(size_t bytes);
+static void ngx_voice_fuzz_call_post(ngx_event_t *ev);
 static void ngx_voice_fuzz_call_put(ngx_uint_t leg, const u_char *data,
     size_t len);
 static void ngx_voice_fuzz_call_text(ngx_uint_t leg, const u_char *msg,
@@ -615,10 +616,10 @@ ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
         /* the peer (3) or the other one (4) closes its TCP connection */
         n = (action == 3) ? fc->leg : !fc->leg;
 
+        fc->sock[n].eof = 1;
+
         if (fc->sock[n].connection) {
-            fc->sock[n].eof = 1;
-            fc->sock[n].connection->read->ready = 1;
-            ngx_post_event(fc->sock[n].connection->read, &ngx_posted_events);
+            ngx_voice_fuzz_call_post(fc->sock[n].connection->read);
         }
 
         break;
@@ -850,8 +851,7 @@ ngx_voice_fuzz_call_read_all(size_t bytes)
         }
 
         if (s->connection && !s->connection->write->ready) {
-            s->connection->write->ready = 1;
-            ngx_post_event(s->connection->write, &ngx_posted_events);
+            ngx_voice_fuzz_call_post(s->connection->write);
         }
     }
 }
@@ -882,9 +882,21 @@ ngx_voice_fuzz_call_put(ngx_uint_t leg, const u_char *data, size_t len)
     s->in_len += len;
 
     if (s->connection) {
-        s->connection->read->ready = 1;
-        ngx_post_event(s->connection->read, &ngx_posted_events);
+        ngx_voice_fuzz_call_post(s->connection->read);
     }
+}
+
+
+/* the event loop reports a socket ready; a closed one reports nothing */
+static void
+ngx_voice_fuzz_call_post(ngx_event_t *ev)
+{
+    if (ev->closed) {
+        return;
+    }
+
+    ev->ready = 1;
+    ngx_post_event(ev, &ngx_posted_events);
 }
 
 
@@ -1520,6 +1532,8 @@ __wrap_ngx_http_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         ngx_delete_posted_event(c->write);
     }
 
+    c->read->closed = 1;
+    c->write->closed = 1;
     c->read->handler = ngx_voice_fuzz_call_closed_handler;
     c->write->handler = ngx_voice_fuzz_call_closed_handler;
 }
