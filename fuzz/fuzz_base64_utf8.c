@@ -84,10 +84,7 @@ ngx_voice_fuzz_base64(const u_char *data, size_t size)
 
     /* nginx's decoder agrees on what it decodes to */
 
-    dst = malloc(n + 1);
-    if (dst == NULL) {
-        abort();
-    }
+    dst = ngx_voice_fuzz_alloc(n + 1);
 
     in.data = (u_char *) data;
     in.len = size;
@@ -113,10 +110,7 @@ ngx_voice_fuzz_utf8_frames(const u_char *data, size_t size,
 
     cut = size ? data[0] % (size + 1) : 0;
 
-    buf = malloc(size + 2 * NGX_VOICE_WS_HEADER_MAX);
-    if (buf == NULL) {
-        abort();
-    }
+    buf = ngx_voice_fuzz_alloc(size + 2 * NGX_VOICE_WS_HEADER_MAX);
 
     p = ngx_voice_ws_write_header(buf, NGX_VOICE_WS_TEXT, 0, cut, NULL);
     p = ngx_cpymem(p, data, cut);
@@ -151,12 +145,8 @@ ngx_voice_fuzz_log_escape(const u_char *data, size_t size)
     u_char  *buf, *back, *p, *end, c;
     size_t   len, n;
 
-    buf = malloc(NGX_VOICE_LOG_TEXT_MAX);
-    back = malloc(NGX_VOICE_LOG_TEXT_MAX);
-
-    if (buf == NULL || back == NULL) {
-        abort();
-    }
+    buf = ngx_voice_fuzz_alloc(NGX_VOICE_LOG_TEXT_MAX);
+    back = ngx_voice_fuzz_alloc(NGX_VOICE_LOG_TEXT_MAX);
 
     ngx_voice_fuzz_check(ngx_voice_log_escape(buf, data, size)
                          == (char *) buf);
@@ -218,10 +208,7 @@ ngx_voice_fuzz_json_escape(const u_char *data, size_t size)
     yajl_val   v;
     char       err[128];
 
-    buf = malloc(6 * size + 3);
-    if (buf == NULL) {
-        abort();
-    }
+    buf = ngx_voice_fuzz_alloc(6 * size + 3);
 
     buf[0] = '"';
     p = ngx_voice_json_escape(buf + 1, (u_char *) data, size);

@@ -97,10 +97,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ngx_voice_fuzz_check(len == 0 || memcmp(body, copy, len) == 0);
 
-    ref = malloc((len / 2 + 1) * sizeof(ngx_voice_fuzz_param_t));
-    if (ref == NULL) {
-        abort();
-    }
+    ref = ngx_voice_fuzz_alloc((len / 2 + 1) * sizeof(ngx_voice_fuzz_param_t));
 
     n = ngx_voice_fuzz_form_reference(copy, len, ref);
 
@@ -238,10 +235,7 @@ ngx_voice_fuzz_form_reference(u_char *body, size_t len,
             /* void */
         }
 
-        buf = malloc(body + i - seg + 1);
-        if (buf == NULL) {
-            abort();
-        }
+        buf = ngx_voice_fuzz_alloc(body + i - seg + 1);
 
         params[n].name.data = buf;
         params[n].name.len = ngx_voice_fuzz_form_decode(buf, seg, eq - seg);
@@ -338,10 +332,7 @@ ngx_voice_fuzz_sign(ngx_str_t *url, ngx_voice_fuzz_param_t *params,
     ngx_voice_fuzz_param_t  *sorted;
     u_char                   md[EVP_MAX_MD_SIZE];
 
-    sorted = malloc((n + 1) * sizeof(ngx_voice_fuzz_param_t));
-    if (sorted == NULL) {
-        abort();
-    }
+    sorted = ngx_voice_fuzz_alloc((n + 1) * sizeof(ngx_voice_fuzz_param_t));
 
     if (n) {
         memcpy(sorted, params, n * sizeof(ngx_voice_fuzz_param_t));
@@ -355,10 +346,7 @@ ngx_voice_fuzz_sign(ngx_str_t *url, ngx_voice_fuzz_param_t *params,
         len += sorted[i].name.len + sorted[i].value.len;
     }
 
-    msg = malloc(len + 1);
-    if (msg == NULL) {
-        abort();
-    }
+    msg = ngx_voice_fuzz_alloc(len + 1);
 
     p = ngx_cpymem(msg, url->data, url->len);
 

@@ -117,10 +117,7 @@ ngx_voice_fuzz_response(ngx_uint_t status, u_char *accept)
 
     bits = ngx_voice_fuzz_bits;
 
-    buf = malloc(256 + 3 * (ngx_voice_fuzz_extra_len + 16));
-    if (buf == NULL) {
-        abort();
-    }
+    buf = ngx_voice_fuzz_alloc(256 + 3 * (ngx_voice_fuzz_extra_len + 16));
 
     p = ngx_sprintf(buf, "HTTP/1.1 %ui %s\r\n", status,
                     status == 101 ? "Switching Protocols" : "OK");

@@ -81,12 +81,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* the path as a request line for the log */
 
-    out = malloc(len ? len : 1);
-    ref = malloc(len ? len : 1);
-
-    if (out == NULL || ref == NULL) {
-        abort();
-    }
+    out = ngx_voice_fuzz_alloc(len);
+    ref = ngx_voice_fuzz_alloc(len);
 
     n = ngx_voice_token_redact(out, path, len);
     m = ngx_voice_fuzz_redact(ref, path, len);

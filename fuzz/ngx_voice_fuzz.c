@@ -218,21 +218,53 @@ ngx_voice_fuzz_pool_done(ngx_pool_t *pool)
 }
 
 
+void *
+ngx_voice_fuzz_alloc(size_t size)
+{
+    void  *p;
+
+    p = malloc(size ? size : 1);
+    if (p == NULL) {
+        abort();
+    }
+
+    return p;
+}
+
+
 u_char *
 ngx_voice_fuzz_copy(const u_char *data, size_t len)
 {
     u_char  *p;
 
-    p = malloc(len ? len : 1);
-    if (p == NULL) {
-        abort();
-    }
+    p = ngx_voice_fuzz_alloc(len);
 
     if (len) {
         memcpy(p, data, len);
     }
 
     return p;
+}
+
+
+void
+ngx_voice_fuzz_buf_add(ngx_voice_fuzz_buf_t *b, const void *data, size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+
+    if (b->len + len > b->size) {
+        b->size = ngx_max(2 * b->size, b->len + len + 256);
+        b->data = realloc(b->data, b->size);
+
+        if (b->data == NULL) {
+            abort();
+        }
+    }
+
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
 }
 
 

@@ -31,6 +31,14 @@
 #define NGX_VOICE_FUZZ_UTF8_INVALID     2
 
 
+/* bytes that grow */
+typedef struct {
+    u_char                      *data;
+    size_t                       len;
+    size_t                       size;
+} ngx_voice_fuzz_buf_t;
+
+
 /* the input, read from the front */
 typedef struct {
     const u_char                *pos;
@@ -50,8 +58,14 @@ ngx_uint_t ngx_voice_fuzz_skip(const char *name);
 ngx_pool_t *ngx_voice_fuzz_pool(void);
 void ngx_voice_fuzz_pool_done(ngx_pool_t *pool);
 
+/* malloc() that does not fail: the harness gives up instead */
+void *ngx_voice_fuzz_alloc(size_t size);
+
 /* a heap copy of exactly "len" bytes: ASan sees a byte read past it */
 u_char *ngx_voice_fuzz_copy(const u_char *data, size_t len);
+
+void ngx_voice_fuzz_buf_add(ngx_voice_fuzz_buf_t *b, const void *data,
+    size_t len);
 
 ngx_uint_t ngx_voice_fuzz_byte(ngx_voice_fuzz_in_t *in);
 

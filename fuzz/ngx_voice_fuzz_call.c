@@ -77,9 +77,7 @@
 /* what a leg was sent, read back as its peer reads it */
 typedef struct {
     ngx_voice_ws_parser_t        parser;
-    u_char                      *msg;
-    size_t                       msg_len;
-    size_t                       msg_size;
+    ngx_voice_fuzz_buf_t         msg;
     ngx_uint_t                   messages;
     unsigned                     closed:1;
     unsigned                     session:1;   /* session.update came */
@@ -88,10 +86,8 @@ typedef struct {
 
 /* a leg's socket, as far as the module sees it */
 typedef struct {
-    u_char                      *in;          /* the peer sent, unread */
-    size_t                       in_len;
-    size_t                       in_size;
-    size_t                       in_pos;
+    ngx_voice_fuzz_buf_t         in;          /* the peer sent */
+    size_t                       in_pos;      /* the module read */
     size_t                       piece;       /* at most, per recv() */
     size_t                       window;      /* the peer takes now */
     unsigned                     eof:1;
@@ -257,14 +253,14 @@ ngx_voice_fuzz_call(const u_char *data, size_t size, ngx_uint_t leg)
         ngx_voice_fuzz_call_text(NGX_VOICE_FUZZ_TWILIO, seg, len, 0);
     }
 
-    early = ngx_voice_fuzz_copy(fc->sock[0].in, fc->sock[0].in_len);
+    early = ngx_voice_fuzz_copy(fc->sock[0].in.data, fc->sock[0].in.len);
 
     b = fc->request->header_in;
     b->start = early;
     b->pos = early;
-    b->last = early + fc->sock[0].in_len;
+    b->last = early + fc->sock[0].in.len;
     b->end = b->last;
-    fc->sock[0].in_len = 0;
+    fc->sock[0].in.len = 0;
 
     ngx_voice_fuzz_check(ngx_voice_call_start(fc->request, &fc->info)
                          == NGX_DONE);
@@ -524,9 +520,9 @@ ngx_voice_fuzz_call_ready(const u_char *early, size_t len)
 
     /* what came with the 101 is handed over in a block of its own */
 
-    p = ngx_voice_fuzz_copy(fc->sock[1].in, fc->sock[1].in_len);
-    len = fc->sock[1].in_len;
-    fc->sock[1].in_len = 0;
+    p = ngx_voice_fuzz_copy(fc->sock[1].in.data, fc->sock[1].in.len);
+    len = fc->sock[1].in.len;
+    fc->sock[1].in.len = 0;
 
     ngx_voice_call_on_upstream_ready(fc->upstream, p, p + len);
 
@@ -634,10 +630,7 @@ ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
 
     case 7:
         /* caller audio */
-        msg = malloc(256 + 4 * quanta);
-        if (msg == NULL) {
-            abort();
-        }
+        msg = ngx_voice_fuzz_alloc(256 + 4 * quanta);
 
         p = ngx_sprintf(msg, "{\"event\":\"media\",\"sequenceNumber\":\"4\","
                              "\"media\":{\"track\":\"inbound\","
@@ -653,10 +646,7 @@ ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
         break;
 
     case 8:
-        msg = malloc(256);
-        if (msg == NULL) {
-            abort();
-        }
+        msg = ngx_voice_fuzz_alloc(256);
 
         p = ngx_sprintf(msg, "{\"event\":\"dtmf\",\"streamSid\":\"%s\","
                              "\"sequenceNumber\":\"5\",\"dtmf\":"
@@ -669,10 +659,7 @@ ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
         break;
 
     case 9:
-        msg = malloc(256);
-        if (msg == NULL) {
-            abort();
-        }
+        msg = ngx_voice_fuzz_alloc(256);
 
         p = ngx_sprintf(msg, "{\"event\":\"stop\",\"sequenceNumber\":\"5\","
                              "\"stop\":{\"accountSid\":\"AC123\","
@@ -714,10 +701,7 @@ ngx_voice_fuzz_call_action(ngx_uint_t action, const u_char *data,
 
     case 15:
         /* the model speaks: item and response ids the input picks */
-        msg = malloc(256 + 4 * quanta);
-        if (msg == NULL) {
-            abort();
-        }
+        msg = ngx_voice_fuzz_alloc(256 + 4 * quanta);
 
         p = ngx_sprintf(msg, "{\"type\":\"response.output_audio.delta\","
                              "\"event_id\":\"event_3\",");
@@ -804,8 +788,8 @@ ngx_voice_fuzz_call_teardown(void)
     ngx_voice_fuzz_pool_done(fc->pool);
 
     for (leg = 0; leg < 2; leg++) {
-        free(fc->sock[leg].in);
-        free(fc->sock[leg].out.msg);
+        free(fc->sock[leg].in.data);
+        free(fc->sock[leg].out.msg.data);
     }
 }
 
@@ -869,17 +853,7 @@ ngx_voice_fuzz_call_put(ngx_uint_t leg, const u_char *data, size_t len)
 
     s = &ngx_voice_fuzz_c.sock[leg];
 
-    if (s->in_len + len > s->in_size) {
-        s->in_size = ngx_max(2 * s->in_size, s->in_len + len + 256);
-        s->in = realloc(s->in, s->in_size);
-
-        if (s->in == NULL) {
-            abort();
-        }
-    }
-
-    ngx_memcpy(s->in + s->in_len, data, len);
-    s->in_len += len;
+    ngx_voice_fuzz_buf_add(&s->in, data, len);
 
     if (s->connection) {
         ngx_voice_fuzz_call_post(s->connection->read);
@@ -915,10 +889,7 @@ ngx_voice_fuzz_call_text(ngx_uint_t leg, const u_char *msg, size_t len,
 
     size = len + (len / fragment + 1) * NGX_VOICE_WS_HEADER_MAX;
 
-    frames = malloc(size);
-    if (frames == NULL) {
-        abort();
-    }
+    frames = ngx_voice_fuzz_alloc(size);
 
     p = frames;
     opcode = NGX_VOICE_WS_TEXT;
@@ -1090,11 +1061,11 @@ ngx_voice_fuzz_call_recv(ngx_connection_t *c, u_char *buf, size_t size)
 
     s = ngx_voice_fuzz_call_sock(c, NULL);
 
-    n = s->in_len - s->in_pos;
+    n = s->in.len - s->in_pos;
 
     if (n == 0) {
         s->in_pos = 0;
-        s->in_len = 0;
+        s->in.len = 0;
         c->read->ready = 0;
 
         if (s->eof) {
@@ -1111,7 +1082,7 @@ ngx_voice_fuzz_call_recv(ngx_connection_t *c, u_char *buf, size_t size)
         n = ngx_min(n, s->piece);
     }
 
-    ngx_memcpy(buf, s->in + s->in_pos, n);
+    ngx_memcpy(buf, s->in.data + s->in_pos, n);
     s->in_pos += n;
 
     return n;
@@ -1248,22 +1219,12 @@ ngx_voice_fuzz_call_output(ngx_uint_t leg, u_char *data, size_t len)
             ngx_voice_fuzz_check(!out->closed);
             ngx_voice_fuzz_check(ev.opcode == NGX_VOICE_WS_TEXT);
 
-            if (out->msg_len + ev.len > out->msg_size) {
-                out->msg_size = ngx_max(2 * out->msg_size,
-                                        out->msg_len + ev.len + 256);
-                out->msg = realloc(out->msg, out->msg_size);
-
-                if (out->msg == NULL) {
-                    abort();
-                }
-            }
-
-            ngx_memcpy(out->msg + out->msg_len, ev.data, ev.len);
-            out->msg_len += ev.len;
+            ngx_voice_fuzz_buf_add(&out->msg, ev.data, ev.len);
 
             if (ev.last) {
-                ngx_voice_fuzz_call_message(leg, out->msg, out->msg_len);
-                out->msg_len = 0;
+                ngx_voice_fuzz_call_message(leg, out->msg.data,
+                                            out->msg.len);
+                out->msg.len = 0;
                 out->messages++;
             }
 
@@ -1286,10 +1247,7 @@ ngx_voice_fuzz_call_message(ngx_uint_t leg, u_char *msg, size_t len)
     /* yajl_tree takes a C string: a NUL would hide what follows it */
     ngx_voice_fuzz_check(memchr(msg, '\0', len) == NULL);
 
-    text = malloc(len + 1);
-    if (text == NULL) {
-        abort();
-    }
+    text = ngx_voice_fuzz_alloc(len + 1);
 
     ngx_memcpy(text, msg, len);
     text[len] = '\0';

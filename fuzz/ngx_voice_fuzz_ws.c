@@ -21,15 +21,6 @@
 #define NGX_VOICE_FUZZ_CUTS  15
 
 
-typedef struct {
-    u_char                      *data;
-    size_t                       len;
-    size_t                       size;
-} ngx_voice_fuzz_buf_t;
-
-
-static void ngx_voice_fuzz_put(ngx_voice_fuzz_buf_t *b, const void *data,
-    size_t len);
 static void ngx_voice_fuzz_put_entry(ngx_voice_fuzz_buf_t *b, u_char type,
     ngx_uint_t opcode, ngx_uint_t code, const u_char *data, size_t len);
 static void ngx_voice_fuzz_ws_module(const u_char *data, size_t len,
@@ -104,25 +95,6 @@ ngx_voice_fuzz_ws(const u_char *data, size_t size, ngx_uint_t server)
 }
 
 
-static void
-ngx_voice_fuzz_put(ngx_voice_fuzz_buf_t *b, const void *data, size_t len)
-{
-    if (b->len + len > b->size) {
-        b->size = ngx_max(2 * b->size, b->len + len + 64);
-        b->data = realloc(b->data, b->size);
-
-        if (b->data == NULL) {
-            abort();
-        }
-    }
-
-    if (len) {
-        memcpy(b->data + b->len, data, len);
-        b->len += len;
-    }
-}
-
-
 /* type, opcode, code, length, bytes */
 static void
 ngx_voice_fuzz_put_entry(ngx_voice_fuzz_buf_t *b, u_char type,
@@ -130,14 +102,14 @@ ngx_voice_fuzz_put_entry(ngx_voice_fuzz_buf_t *b, u_char type,
 {
     uint64_t  v;
 
-    ngx_voice_fuzz_put(b, &type, 1);
+    ngx_voice_fuzz_buf_add(b, &type, 1);
     v = opcode;
-    ngx_voice_fuzz_put(b, &v, sizeof(v));
+    ngx_voice_fuzz_buf_add(b, &v, sizeof(v));
     v = code;
-    ngx_voice_fuzz_put(b, &v, sizeof(v));
+    ngx_voice_fuzz_buf_add(b, &v, sizeof(v));
     v = len;
-    ngx_voice_fuzz_put(b, &v, sizeof(v));
-    ngx_voice_fuzz_put(b, data, len);
+    ngx_voice_fuzz_buf_add(b, &v, sizeof(v));
+    ngx_voice_fuzz_buf_add(b, data, len);
 }
 
 
@@ -227,7 +199,7 @@ ngx_voice_fuzz_ws_module(const u_char *data, size_t len, size_t *cuts,
 
             ngx_voice_fuzz_check(ev.opcode == opcode);
 
-            ngx_voice_fuzz_put(&msg, ev.data, ev.len);
+            ngx_voice_fuzz_buf_add(&msg, ev.data, ev.len);
 
             ngx_voice_fuzz_check(p.msg_len == msg.len);
 
@@ -370,7 +342,7 @@ ngx_voice_fuzz_ws_reference(const u_char *d, size_t len, ngx_uint_t server,
             msg.len = 0;
         }
 
-        ngx_voice_fuzz_put(&msg, payload, avail);
+        ngx_voice_fuzz_buf_add(&msg, payload, avail);
         free(payload);
 
         i += avail;
@@ -466,10 +438,7 @@ ngx_voice_fuzz_ws_encode(const u_char *data, size_t len, ngx_uint_t server)
     ngx_voice_ws_parser_t  parser;
     u_char                 mask[4] = { 0x5a, 0x00, 0xff, 0x81 };
 
-    frame = malloc(NGX_VOICE_WS_HEADER_MAX + len);
-    if (frame == NULL) {
-        abort();
-    }
+    frame = ngx_voice_fuzz_alloc(NGX_VOICE_WS_HEADER_MAX + len);
 
     /* a server writes what a client parses, and the reverse */
 
