@@ -34,9 +34,24 @@
  *     control & 0x80   afterwards both peers read all they were sent
  *
  * Each peer takes 64k (4k with small buffers), then what the input lets
- * it read.
- * The actions' payloads: a0 a1 a2 a3 ..., where a3 & 3 is the recv()
- * cut; a1 | a2 << 8 the base64 quanta of synthetic audio.
+ * it read.  The actions, with their payload a0 a1 a2 a3 ... (a1 | a2 << 8
+ * is the base64 quanta of synthetic audio, a3 & 3 the recv() cut):
+ *
+ *      0, 1, 2   a ping, close or pong on the leg, with the payload
+ *      3, 4      that leg's peer, or the other one, closes its socket
+ *      5, 6      Twilio echoes its oldest mark, or all of them
+ *      7, 8, 9   Twilio sends media, the digit a0, stop
+ *      10        Twilio sends connected and start (another CallSid if a0
+ *                is odd)
+ *      11, 12    the OpenAI leg is ready (with the payload behind its 101),
+ *                or fails to be set up
+ *      13, 14    OpenAI sends session.created, session.updated
+ *      15        OpenAI sends audio for item a0 % 6 of response
+ *                (a0 >> 4) % 3, before its ids if a0 & 0x80
+ *      16        OpenAI sends input_audio_buffer.speech_started
+ *      17        1 << (a0 % 23) ms pass, and the timers fire
+ *      18        the peers read a0 << (a1 % 12) more bytes
+ *      others    a ping from the other leg's peer
  */
 
 
@@ -78,7 +93,6 @@
 typedef struct {
     ngx_voice_ws_parser_t        parser;
     ngx_voice_fuzz_buf_t         msg;
-    ngx_uint_t                   messages;
     unsigned                     closed:1;
     unsigned                     session:1;   /* session.update came */
 } ngx_voice_fuzz_out_t;
@@ -102,7 +116,6 @@ typedef struct {
     ngx_uint_t                   leg;         /* the input speaks for */
     ngx_http_request_t          *request;
     ngx_voice_call_t            *call;
-    ngx_voice_loc_conf_t        *conf;
     ngx_voice_upstream_t        *upstream;
     ngx_voice_fuzz_sock_t        sock[2];
     ngx_voice_call_info_t        info;        /* the token's */
@@ -376,8 +389,6 @@ ngx_voice_fuzz_call_create(ngx_uint_t flags)
     }
 
     vlcf->openai.connect_timeout = 10000;
-
-    fc->conf = vlcf;
 
     /* the request the 101 answered, and the Twilio connection */
 
@@ -1225,7 +1236,6 @@ ngx_voice_fuzz_call_output(ngx_uint_t leg, u_char *data, size_t len)
                 ngx_voice_fuzz_call_message(leg, out->msg.data,
                                             out->msg.len);
                 out->msg.len = 0;
-                out->messages++;
             }
 
             break;
