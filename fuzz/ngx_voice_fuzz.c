@@ -55,6 +55,20 @@ static ngx_log_t    ngx_voice_fuzz_log_object;
 static ngx_uint_t   ngx_voice_fuzz_print;
 
 
+/*
+ * UBSan's reports are recoverable in this build, so that a suppressions
+ * file can let a long run past a known one; any other stops the run
+ */
+const char *__ubsan_default_options(void);
+
+
+const char *
+__ubsan_default_options(void)
+{
+    return "halt_on_error=1:print_stacktrace=1";
+}
+
+
 char **
 ngx_set_environment(ngx_cycle_t *cycle, ngx_uint_t *last)
 {
