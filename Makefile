@@ -10,6 +10,10 @@
 #                   spaces, peer text escaped before it is logged)
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
+#   make fuzz       build the libFuzzer harnesses (clang, ASan+UBSan) and
+#                   run each for FUZZ_SECONDS (7) on its seed corpus
+#   make fuzz FUZZ_SECONDS=600 FUZZERS="twilio realtime"
+#                   a long run, of some harnesses only
 
 SHELL      := /bin/bash
 TOP        := $(CURDIR)
@@ -19,6 +23,8 @@ SANITIZE   ?=
 NGINX_SRC  ?=
 PORT       ?= 5050
 PROVE_ARGS ?= t/
+FUZZ_SECONDS ?= 7
+FUZZERS    ?=
 
 SOURCES    := config ngx_voice_module.c $(wildcard src/*.c src/*.h)
 WARN       := -Wall -Wextra -Werror
@@ -46,7 +52,7 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test valgrind check-style clean
+.PHONY: all build deps test-deps run test valgrind check-style fuzz clean
 
 all: build
 
@@ -129,6 +135,11 @@ valgrind: test-deps
 check-style:
 	util/check-style --self-test >/dev/null || util/check-style --self-test
 	util/check-style
+
+# libFuzzer harnesses (fuzz/) against a clang-built nginx tree of their own
+fuzz:
+	util/build-fuzz
+	util/run-fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
 clean:
 	rm -rf $(BUILD) t/servroot*
