@@ -31,7 +31,8 @@ static void ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len);
 static ngx_int_t ngx_voice_ws_check_headers(u_char *p, u_char *end,
     u_char *key, ngx_log_t *log);
 static ngx_int_t ngx_voice_ws_header_is(u_char *line, u_char *end,
-    const char *name, u_char **value);
+    const char *name, ngx_str_t *value);
+static ngx_uint_t ngx_voice_ws_has_token(ngx_str_t *list, const char *token);
 
 
 void
@@ -459,7 +460,10 @@ ngx_voice_ws_parse_response(u_char *start, u_char *end, u_char *key,
 {
     ngx_int_t  status;
 
-    if (end - start < 12 || ngx_strncmp(start, "HTTP/1.1 ", 9) != 0) {
+    /* "HTTP/1.1 " three digits, then a space or the end of the line */
+    if (end - start < 14 || ngx_strncmp(start, "HTTP/1.1 ", 9) != 0
+        || (start[12] != ' ' && start[12] != '\r'))
+    {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "voice: OpenAI answered the WebSocket handshake "
                       "with something that is not HTTP/1.1");
@@ -499,12 +503,19 @@ ngx_voice_ws_accept(u_char *key, size_t len, u_char *accept)
 }
 
 
-/* Upgrade, Connection and the Sec-WebSocket-Accept our key asks for */
+/*
+ * Upgrade, Connection and the Sec-WebSocket-Accept our key asks for.
+ * Every line ends in CRLF (RFC 9112 2.2 lets a recipient accept a bare LF,
+ * but a WebSocket server that sends one is not one we know); values are
+ * compared without the whitespace around them (RFC 9110 5.5).
+ */
 static ngx_int_t
 ngx_voice_ws_check_headers(u_char *p, u_char *end, u_char *key,
     ngx_log_t *log)
 {
-    u_char      *line, *eol, *value;
+    u_char      *line, *eol;
+    ngx_str_t    value;
+    const char  *missing;
     ngx_uint_t   upgrade, connection, accept;
     u_char       expected[NGX_VOICE_WS_ACCEPT_LEN];
 
@@ -514,40 +525,51 @@ ngx_voice_ws_check_headers(u_char *p, u_char *end, u_char *key,
     connection = 0;
     accept = 0;
 
+    /* the status line's end; the caller found the empty line */
     line = ngx_strlchr(p, end, '\n');
 
     while (line && ++line < end) {
-        eol = ngx_strlchr(line, end, '\r');
-        if (eol == NULL) {
-            break;
+        eol = ngx_strlchr(line, end, '\n');
+
+        if (eol == NULL || eol == line || eol[-1] != '\r') {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "voice: OpenAI WebSocket handshake has a header "
+                          "line not ended by CRLF");
+            return NGX_ERROR;
         }
 
+        eol--;
+
         if (ngx_voice_ws_header_is(line, eol, "Upgrade", &value)) {
-            upgrade = (eol - value == 9
-                       && ngx_strncasecmp(value, (u_char *) "websocket", 9)
+            upgrade = (value.len == 9
+                       && ngx_strncasecmp(value.data, (u_char *) "websocket",
+                                          9)
                           == 0);
 
         } else if (ngx_voice_ws_header_is(line, eol, "Connection", &value)) {
-            connection = (ngx_strlcasestrn(value, eol, (u_char *) "upgrade",
-                                           7 - 1)
-                          != NULL);
+            connection = ngx_voice_ws_has_token(&value, "upgrade");
 
         } else if (ngx_voice_ws_header_is(line, eol, "Sec-WebSocket-Accept",
                                           &value))
         {
-            accept = (eol - value == NGX_VOICE_WS_ACCEPT_LEN
-                      && ngx_memcmp(value, expected, NGX_VOICE_WS_ACCEPT_LEN)
+            accept = (value.len == NGX_VOICE_WS_ACCEPT_LEN
+                      && ngx_memcmp(value.data, expected,
+                                    NGX_VOICE_WS_ACCEPT_LEN)
                          == 0);
         }
 
-        line = ngx_strlchr(line, end, '\n');
+        line = eol + 1;
     }
 
-    if (!upgrade || !connection || !accept) {
+    missing = !accept ? "a wrong Sec-WebSocket-Accept"
+              : !upgrade ? "no Upgrade: websocket"
+              : !connection ? "no Connection: upgrade"
+              : NULL;
+
+    if (missing) {
+        /* log-safe: one of the constant strings above */
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "voice: OpenAI WebSocket handshake has %s",
-                      !accept ? "a wrong Sec-WebSocket-Accept"
-                              : "no Upgrade: websocket");
+                      "voice: OpenAI WebSocket handshake has %s", missing);
         return NGX_ERROR;
     }
 
@@ -555,10 +577,10 @@ ngx_voice_ws_check_headers(u_char *p, u_char *end, u_char *key,
 }
 
 
-/* "Name: value" with the name compared case-insensitively */
+/* "Name: value" with the name compared case-insensitively, value trimmed */
 static ngx_int_t
 ngx_voice_ws_header_is(u_char *line, u_char *end, const char *name,
-    u_char **value)
+    ngx_str_t *value)
 {
     size_t   len;
     u_char  *p;
@@ -579,9 +601,49 @@ ngx_voice_ws_header_is(u_char *line, u_char *end, const char *name,
         end--;
     }
 
-    *value = p;
+    value->data = p;
+    value->len = end - p;
 
     return 1;
+}
+
+
+/* a comma-separated list (RFC 9110 5.6.1) holds the token, any case */
+static ngx_uint_t
+ngx_voice_ws_has_token(ngx_str_t *list, const char *token)
+{
+    size_t   len;
+    u_char  *p, *last, *start, *stop;
+
+    len = ngx_strlen(token);
+    p = list->data;
+    last = p + list->len;
+
+    while (p < last) {
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        stop = p++;
+
+        while (start < stop && (*start == ' ' || *start == '\t')) {
+            start++;
+        }
+
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t')) {
+            stop--;
+        }
+
+        if ((size_t) (stop - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
