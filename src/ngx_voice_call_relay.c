@@ -273,6 +273,17 @@ ngx_voice_call_on_audio(ngx_voice_realtime_t *rt, ngx_str_t *item_id,
         return NGX_OK;
     }
 
+    if (!call->session_updated) {
+        /*
+         * audio made before our session.update took effect is in the
+         * session's default format, not g711_ulaw: noise to the caller
+         */
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                       "voice: audio before session.updated dropped");
+        call->dropped_deltas++;
+        return NGX_OK;
+    }
+
     if (ngx_voice_twilio_send_media(&call->twilio, delta, len) != NGX_OK) {
         return NGX_ERROR;
     }

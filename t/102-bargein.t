@@ -448,3 +448,28 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
 [error]
 [warn]
+
+
+
+=== TEST 14: audio OpenAI sends before session.updated is not played
+Until session.updated the session may still be in its default format
+(PCM16): such audio is noise on a phone line.  session.updated comes
+800 ms late; item A's two deltas come before it and are dropped, item B's
+after it is relayed.
+--- openai_query: &updated_delay_ms=800
+--- twilio_script
+hello
+deltas 2x160 item_A resp_A
+sleep 1200
+deltas 1x160 item_B resp_B
+wait mark
+stop
+wait_close 3000
+--- expect_twilio
+media: 1
+mark: 1
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
+--- no_error_log
+[error]
+[warn]

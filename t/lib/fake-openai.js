@@ -16,6 +16,7 @@
 //   hang=1            accept TCP+TLS but never answer the handshake
 //   nocreated=1       do not send session.created
 //   created_delay_ms=N   send session.created N ms after the handshake
+//   updated_delay_ms=N   answer session.update N ms late
 //   ctl=1             in-band control, see below
 //   nopong=1          do not answer pings: with nothing else sent after
 //                     session.updated, the module sees a dead OpenAI
@@ -190,8 +191,11 @@ server.on('upgrade', (req, socket, head) => {
       log({ ev: 'message', conn, msg });
 
       if (msg.type === 'session.update' && !hooks.noSessionUpdated) {
-        ctx.send({ type: 'session.updated', event_id: 'evt_su',
-                   session: msg.session });
+        const updated = { type: 'session.updated', event_id: 'evt_su',
+                          session: msg.session };
+        const later = +(url.searchParams.get('updated_delay_ms') || 0);
+        if (later) setTimeout(() => ctx.send(updated), later);
+        else ctx.send(updated);
       }
 
       const flood = +(url.searchParams.get('flood') || 0);
