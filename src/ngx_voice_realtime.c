@@ -144,20 +144,34 @@ ngx_voice_realtime_message(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         rt->msg.type = NGX_VOICE_OA_UNKNOWN;
     }
 
-    if (rt->skipping || peer->parser.msg_len > rt->max_message) {
+    if (!rt->skipping && peer->parser.msg_len > rt->max_message) {
+        /* what was gathered of it may hold the event's type */
+        rc = ngx_voice_json_flush(&rt->json);
+
+        if (rc == NGX_OK) {
+            return ngx_voice_realtime_skip(rt, ev);
+        }
+
+    } else if (rt->skipping) {
         return ngx_voice_realtime_skip(rt, ev);
-    }
 
-    rc = ngx_voice_json_feed(&rt->json, ev->data, ev->len, ev->first,
-                             ev->last);
+    } else {
+        rc = ngx_voice_json_feed(&rt->json, ev->data, ev->len, ev->first,
+                                 ev->last);
 
-    if (rc == NGX_OK) {
-        return NGX_OK;
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
     }
 
     if (rc == NGX_ABORT) {
         /* a handler stopped it, and has said why */
         return NGX_ERROR;
+    }
+
+    if (rc == NGX_ERROR) {
+        return ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_ERROR,
+                                       "out of memory");
     }
 
     ngx_log_error(NGX_LOG_ERR, peer->log, 0,
