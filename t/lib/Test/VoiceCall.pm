@@ -725,7 +725,11 @@ sub run_script_block {
     my @e = tw_errors($t);
     @e = grep { !/^send on a closed socket/ } @e if $closed_ok;
     Test::More::ok(!@e, "$name - the Twilio side ran its script")
-        or Test::More::diag(join "\n", @e);
+        or Test::More::diag(join("\n", @e) . "\nhow it ended: "
+            . JSON::PP->new->canonical->encode({
+                  map { $_ => $t->{$_} } qw(upgrade_t close_frame close syncs)
+              }) . ', ' . scalar(@{ $t->{received} // [] })
+            . ' messages received');
     check_expectations($block, $name, $t, \@ev, $conn);
     return { t => $t, ev => \@ev, conn => $conn, pos => $pos };
 }
