@@ -405,10 +405,19 @@ ngx_voice_fuzz_call_create(ngx_uint_t flags)
     ngx_voice_module.ctx_index = 0;
 
     r->ctx = ngx_pcalloc(pool, sizeof(void *));
+    r->main_conf = ngx_pcalloc(pool, sizeof(void *));
     r->loc_conf = ngx_pcalloc(pool, sizeof(void *));
     r->header_in = ngx_calloc_buf(pool);
 
-    if (r->ctx == NULL || r->loc_conf == NULL || r->header_in == NULL) {
+    if (r->ctx == NULL || r->main_conf == NULL || r->loc_conf == NULL
+        || r->header_in == NULL)
+    {
+        abort();
+    }
+
+    /* no token zone: no tool that writes an outcome is configured */
+    r->main_conf[0] = ngx_pcalloc(pool, sizeof(ngx_voice_main_conf_t));
+    if (r->main_conf[0] == NULL) {
         abort();
     }
 
