@@ -16,6 +16,7 @@
 #include "ngx_voice_bearer.h"
 #include "ngx_voice_call_action.h"
 #include "ngx_voice_media_stream.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_secret.h"
 #include "ngx_voice_status.h"
 #include "ngx_voice_token.h"
@@ -32,6 +33,7 @@ typedef struct {
 
 static ngx_int_t ngx_voice_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_voice_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_voice_init_process(ngx_cycle_t *cycle);
 static void ngx_voice_exit_process(ngx_cycle_t *cycle);
 static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
@@ -423,7 +425,7 @@ ngx_module_t  ngx_voice_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_voice_init_process,                /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_voice_exit_process,                /* exit process */
@@ -439,6 +441,22 @@ ngx_voice_preconfiguration(ngx_conf_t *cf)
 }
 
 
+/* the counters of the zone of this cycle */
+static ngx_int_t
+ngx_voice_init_process(ngx_cycle_t *cycle)
+{
+    ngx_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_voice_module);
+
+    ngx_voice_metrics_init_process(vmcf && vmcf->token_zone
+                                   ? ngx_voice_token_metrics(vmcf->token_zone)
+                                   : NULL);
+
+    return NGX_OK;
+}
+
+
 /* the TLS sessions each worker kept for reuse go with it */
 static void
 ngx_voice_exit_process(ngx_cycle_t *cycle)
@@ -446,6 +464,8 @@ ngx_voice_exit_process(ngx_cycle_t *cycle)
     ngx_uint_t                 i;
     ngx_voice_main_conf_t     *vmcf;
     ngx_voice_openai_conf_t  **stream;
+
+    ngx_voice_metrics_exit_process();
 
     vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_voice_module);
     if (vmcf == NULL) {

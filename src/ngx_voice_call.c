@@ -105,7 +105,7 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
     cln->data = call;
 
     /* counted out in ngx_voice_call_release(), whatever happens next */
-    ngx_voice_metric_inc(calls_active);
+    ngx_voice_metrics_call(1);
 
     /* the log handler finds the call through the request */
     ngx_http_set_ctx(r, call, ngx_voice_module);

@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 #include "ngx_voice_call_end.h"
 #include "ngx_voice_metrics.h"
+#include "ngx_voice_token.h"
 #include "ngx_voice_util.h"
 
 
@@ -244,7 +245,12 @@ ngx_voice_call_release(ngx_voice_call_t *call)
 
     ngx_voice_call_add_counts(call);
 
-    ngx_voice_metric_add(calls_active, (ngx_atomic_int_t) -1);
+    if (call->zone) {
+        /* the record outlives the call by the ttl: the action reads it */
+        ngx_voice_token_call_ended(call->zone, &call->info.call_sid);
+    }
+
+    ngx_voice_metrics_call(-1);
     ngx_voice_metric_inc(calls[call->end_code]);
 
     if (call->said.pending) {

@@ -356,6 +356,7 @@ static ngx_int_t
 ngx_voice_media_check_token(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
     ngx_int_t               rc;
+    ngx_voice_loc_conf_t   *vlcf;
     ngx_voice_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
@@ -363,6 +364,10 @@ ngx_voice_media_check_token(ngx_http_request_t *r, ngx_voice_token_op_t *op)
     op->zone = vmcf->token_zone;
     op->pool = r->pool;
     op->log = r->connection->log;
+
+    /* the longest the call's record is kept as running: a lost call */
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
+    op->live_ms = vlcf->call.max_call_duration + 60000;
 
     rc = ngx_voice_token_consume(op);
 

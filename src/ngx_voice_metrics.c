@@ -17,6 +17,8 @@
 
 ngx_voice_metrics_t  *ngx_voice_metrics;
 
+static ngx_atomic_t  *ngx_voice_metrics_own_calls;
+
 
 /* in the order of ngx_voice_end_e; NGX_VOICE_END_NONE is "unknown" */
 static const char  *ngx_voice_end_names[NGX_VOICE_END_REASONS] = {
@@ -55,6 +57,104 @@ static u_char *ngx_voice_metrics_labelled(u_char *p, const char *name,
     const char *label, const char **values, ngx_atomic_t *counts,
     ngx_uint_t n);
 static u_char *ngx_voice_metrics_setup_histogram(u_char *p);
+static ngx_uint_t ngx_voice_metrics_pid_alive(ngx_atomic_uint_t pid);
+
+
+void
+ngx_voice_metrics_init_process(ngx_voice_metrics_t *m)
+{
+    ngx_uint_t                i;
+    ngx_atomic_uint_t         pid;
+    ngx_voice_worker_slot_t  *slot;
+
+    ngx_voice_metrics = m;
+    ngx_voice_metrics_own_calls = NULL;
+
+    if (m == NULL) {
+        return;
+    }
+
+    /* a free slot, or that of a process gone (a worker that crashed) */
+
+    for (i = 0; i < NGX_VOICE_WORKER_SLOTS; i++) {
+        slot = &m->workers[i];
+        pid = slot->pid;
+
+        if ((pid == 0 || !ngx_voice_metrics_pid_alive(pid))
+            && ngx_atomic_cmp_set(&slot->pid, pid, (ngx_atomic_uint_t) ngx_pid))
+        {
+            slot->calls = 0;
+            ngx_voice_metrics_own_calls = &slot->calls;
+            return;
+        }
+    }
+
+    ngx_voice_metrics_own_calls = &m->calls_unslotted;
+}
+
+
+void
+ngx_voice_metrics_exit_process(void)
+{
+    ngx_voice_worker_slot_t  *slot;
+
+    if (ngx_voice_metrics == NULL
+        || ngx_voice_metrics_own_calls == &ngx_voice_metrics->calls_unslotted
+        || ngx_voice_metrics_own_calls == NULL)
+    {
+        return;
+    }
+
+    slot = (ngx_voice_worker_slot_t *) ((u_char *) ngx_voice_metrics_own_calls
+                                 - offsetof(ngx_voice_worker_slot_t, calls));
+    slot->calls = 0;
+    (void) ngx_atomic_cmp_set(&slot->pid, (ngx_atomic_uint_t) ngx_pid, 0);
+}
+
+
+void
+ngx_voice_metrics_call(ngx_int_t n)
+{
+    if (ngx_voice_metrics_own_calls) {
+        (void) ngx_atomic_fetch_add(ngx_voice_metrics_own_calls, n);
+    }
+}
+
+
+ngx_atomic_uint_t
+ngx_voice_metrics_calls_active(void)
+{
+    ngx_uint_t                i;
+    ngx_atomic_uint_t         pid, sum;
+    ngx_voice_worker_slot_t  *slot;
+
+    if (ngx_voice_metrics == NULL) {
+        return 0;
+    }
+
+    sum = ngx_voice_metrics->calls_unslotted;
+
+    for (i = 0; i < NGX_VOICE_WORKER_SLOTS; i++) {
+        slot = &ngx_voice_metrics->workers[i];
+        pid = slot->pid;
+
+        if (pid && slot->calls
+            && (pid == (ngx_atomic_uint_t) ngx_pid
+                || ngx_voice_metrics_pid_alive(pid)))
+        {
+            sum += slot->calls;
+        }
+    }
+
+    return sum;
+}
+
+
+static ngx_uint_t
+ngx_voice_metrics_pid_alive(ngx_atomic_uint_t pid)
+{
+    return kill((ngx_pid_t) pid, 0) == 0 || ngx_errno == NGX_EPERM;
+}
 
 
 void
@@ -74,8 +174,8 @@ ngx_voice_metrics_setup(ngx_msec_t ms)
         }
     }
 
-    (void) ngx_atomic_fetch_add(&ngx_voice_metrics->setup_count, 1);
     (void) ngx_atomic_fetch_add(&ngx_voice_metrics->setup_sum_ms, ms);
+    (void) ngx_atomic_fetch_add(&ngx_voice_metrics->setup_count, 1);
 }
 
 
@@ -97,7 +197,8 @@ ngx_voice_metrics_render(ngx_pool_t *pool)
 
     p = ngx_voice_metrics_family(p, "ngx_voice_calls_active", "gauge",
                                  "Calls in progress, in all workers.");
-    p = ngx_sprintf(p, "ngx_voice_calls_active %A\n", m->calls_active);
+    p = ngx_sprintf(p, "ngx_voice_calls_active %uA\n",
+                    ngx_voice_metrics_calls_active());
 
     p = ngx_voice_metrics_family(p, "ngx_voice_calls_total", "counter",
                                  "Calls ended, by reason.");
@@ -113,22 +214,22 @@ ngx_voice_metrics_render(ngx_pool_t *pool)
 
     p = ngx_voice_metrics_family(p, "ngx_voice_tokens_minted_total",
                                  "counter", "Media stream tokens minted.");
-    p = ngx_sprintf(p, "ngx_voice_tokens_minted_total %A\n",
+    p = ngx_sprintf(p, "ngx_voice_tokens_minted_total %uA\n",
                     m->tokens_minted);
     p = ngx_voice_metrics_family(p, "ngx_voice_tokens_consumed_total",
                                  "counter", "Media stream tokens used.");
-    p = ngx_sprintf(p, "ngx_voice_tokens_consumed_total %A\n",
+    p = ngx_sprintf(p, "ngx_voice_tokens_consumed_total %uA\n",
                     m->tokens_consumed);
     p = ngx_voice_metrics_family(p, "ngx_voice_tokens_expired_total",
                                  "counter",
                                  "Media stream tokens that expired unused.");
-    p = ngx_sprintf(p, "ngx_voice_tokens_expired_total %A\n",
+    p = ngx_sprintf(p, "ngx_voice_tokens_expired_total %uA\n",
                     m->tokens_expired);
     p = ngx_voice_metrics_family(p, "ngx_voice_tokens_refused_total",
                                  "counter",
                                  "Upgrades whose token was unknown, used "
                                  "or expired.");
-    p = ngx_sprintf(p, "ngx_voice_tokens_refused_total %A\n",
+    p = ngx_sprintf(p, "ngx_voice_tokens_refused_total %uA\n",
                     m->tokens_refused);
 
     p = ngx_voice_metrics_family(p, "ngx_voice_upgrades_total", "counter",
@@ -160,13 +261,13 @@ ngx_voice_metrics_render(ngx_pool_t *pool)
 
     p = ngx_voice_metrics_family(p, "ngx_voice_barge_ins_total", "counter",
                                  "Times the caller talked over the model.");
-    p = ngx_sprintf(p, "ngx_voice_barge_ins_total %A\n", m->barge_ins);
+    p = ngx_sprintf(p, "ngx_voice_barge_ins_total %uA\n", m->barge_ins);
     p = ngx_voice_metrics_family(p, "ngx_voice_dtmf_total", "counter",
                                  "Keypad digits passed to the model.");
-    p = ngx_sprintf(p, "ngx_voice_dtmf_total %A\n", m->dtmf);
+    p = ngx_sprintf(p, "ngx_voice_dtmf_total %uA\n", m->dtmf);
     p = ngx_voice_metrics_family(p, "ngx_voice_openai_errors_total",
                                  "counter", "OpenAI error events.");
-    p = ngx_sprintf(p, "ngx_voice_openai_errors_total %A\n",
+    p = ngx_sprintf(p, "ngx_voice_openai_errors_total %uA\n",
                     m->openai_errors);
 
     b->last = p;
@@ -191,7 +292,7 @@ ngx_voice_metrics_labelled(u_char *p, const char *name, const char *label,
     ngx_uint_t  i;
 
     for (i = 0; i < n; i++) {
-        p = ngx_sprintf(p, "%s{%s=\"%s\"} %A\n", name, label, values[i],
+        p = ngx_sprintf(p, "%s{%s=\"%s\"} %uA\n", name, label, values[i],
                         counts[i]);
     }
 
@@ -199,15 +300,23 @@ ngx_voice_metrics_labelled(u_char *p, const char *name, const char *label,
 }
 
 
-/* cumulative buckets in seconds, as Prometheus wants them */
+/*
+ * Cumulative buckets in seconds, as Prometheus wants them.  A set-up is
+ * added to its bucket before the count (ngx_voice_metrics_setup()), and
+ * the count is read first here: no bucket is ever shown above it.
+ */
 static u_char *
 ngx_voice_metrics_setup_histogram(u_char *p)
 {
     ngx_uint_t            i;
-    ngx_atomic_uint_t     sum;
+    ngx_atomic_uint_t     sum, count, ms;
     ngx_voice_metrics_t  *m;
 
     m = ngx_voice_metrics;
+
+    count = m->setup_count;
+    ngx_memory_barrier();
+    ms = m->setup_sum_ms;
 
     p = ngx_voice_metrics_family(p, "ngx_voice_call_setup_seconds",
                                  "histogram",
@@ -216,17 +325,17 @@ ngx_voice_metrics_setup_histogram(u_char *p)
 
     for (i = 0; i < NGX_VOICE_SETUP_BUCKETS; i++) {
         sum += m->setup_buckets[i];
+        sum = ngx_min(sum, count);
         p = ngx_sprintf(p, "ngx_voice_call_setup_seconds_bucket"
                            "{le=\"%ui.%03ui\"} %uA\n",
                         ngx_voice_setup_bounds[i] / 1000,
                         ngx_voice_setup_bounds[i] % 1000, sum);
     }
 
-    p = ngx_sprintf(p, "ngx_voice_call_setup_seconds_bucket{le=\"+Inf\"} %A\n"
+    p = ngx_sprintf(p, "ngx_voice_call_setup_seconds_bucket{le=\"+Inf\"} %uA\n"
                        "ngx_voice_call_setup_seconds_sum %uA.%03uA\n"
-                       "ngx_voice_call_setup_seconds_count %A\n",
-                    m->setup_count, m->setup_sum_ms / 1000,
-                    m->setup_sum_ms % 1000, m->setup_count);
+                       "ngx_voice_call_setup_seconds_count %uA\n",
+                    count, ms / 1000, ms % 1000, count);
 
     return p;
 }

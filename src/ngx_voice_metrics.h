@@ -43,10 +43,22 @@ typedef enum {
 #define NGX_VOICE_STAGES          5    /* ngx_voice_upstream_stage_e */
 #define NGX_VOICE_END_REASONS     14   /* ngx_voice_end_e */
 #define NGX_VOICE_SETUP_BUCKETS   10
+#define NGX_VOICE_WORKER_SLOTS    128  /* live workers, old and new */
 
 
+/*
+ * The calls of one worker process: a gauge kept per process, so the
+ * calls of a worker that died are not counted for ever.
+ */
 typedef struct {
-    ngx_atomic_t                 calls_active;
+    ngx_atomic_t                 pid;
+    ngx_atomic_t                 calls;
+} ngx_voice_worker_slot_t;
+
+
+typedef struct ngx_voice_metrics_s {
+    ngx_voice_worker_slot_t      workers[NGX_VOICE_WORKER_SLOTS];
+    ngx_atomic_t                 calls_unslotted; /* more workers than slots */
     ngx_atomic_t                 calls[NGX_VOICE_END_REASONS];
     ngx_atomic_t                 webhooks[NGX_VOICE_WEBHOOK_RESULTS];
     ngx_atomic_t                 tokens_minted;
@@ -66,16 +78,33 @@ typedef struct {
 } ngx_voice_metrics_t;
 
 
-/* set when the token zone is set up; NULL without one */
+/* this process's view of the zone's counters; NULL without a zone */
 extern ngx_voice_metrics_t  *ngx_voice_metrics;
 
 
 #define ngx_voice_metric_add(field, n)                                       \
-    if (ngx_voice_metrics) {                                                 \
-        (void) ngx_atomic_fetch_add(&ngx_voice_metrics->field, n);           \
-    }
+    do {                                                                     \
+        if (ngx_voice_metrics) {                                             \
+            (void) ngx_atomic_fetch_add(&ngx_voice_metrics->field, n);       \
+        }                                                                    \
+    } while (0)
 
 #define ngx_voice_metric_inc(field)  ngx_voice_metric_add(field, 1)
+
+
+/*
+ * A worker takes the counters of the cycle it runs (a failed reload
+ * leaves the master's pointers to a zone that was freed) and a slot for
+ * its calls.
+ */
+void ngx_voice_metrics_init_process(ngx_voice_metrics_t *m);
+void ngx_voice_metrics_exit_process(void);
+
+/* a call of this worker began (+1) or ended (-1) */
+void ngx_voice_metrics_call(ngx_int_t n);
+
+/* calls in progress in the workers alive */
+ngx_atomic_uint_t ngx_voice_metrics_calls_active(void);
 
 
 /* a call set up in "ms" from the 101 to session.updated */

@@ -49,10 +49,9 @@ ngx_voice_status_handler(ngx_http_request_t *r)
 
         b->last = ngx_sprintf(b->last,
                               "{\"status\":\"ok\",\"version\":\"%s\","
-                              "\"calls_active\":%A}\n",
+                              "\"calls_active\":%uA}\n",
                               NGX_VOICE_VERSION,
-                              ngx_voice_metrics
-                              ? ngx_voice_metrics->calls_active : 0);
+                              ngx_voice_metrics_calls_active());
 
         return ngx_voice_status_send(r, b, "application/json");
     }

@@ -35,7 +35,9 @@ typedef struct {
     ngx_rbtree_node_t            by_call;
     ngx_queue_t                  queue;
     ngx_msec_t                   expires;
+    ngx_msec_t                   live_until;  /* bounds a lost call */
     u_char                       used;
+    u_char                       live;        /* its call is running */
     u_char                       outcome_len;
     u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
     u_char                       sid_len;
@@ -69,6 +71,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_voice_token_make(ngx_voice_token_op_t *op);
+static ngx_uint_t ngx_voice_token_alive(ngx_voice_token_node_t *tn);
+static ngx_uint_t ngx_voice_token_sweepable(ngx_voice_token_node_t *tn);
 static void ngx_voice_token_refresh(ngx_voice_token_ctx_t *ctx,
     ngx_voice_token_node_t *tn);
 static ngx_int_t ngx_voice_token_repeat(ngx_voice_token_ctx_t *ctx,
@@ -152,14 +156,18 @@ ngx_voice_token_mint(ngx_voice_token_op_t *op)
 
     tn = ngx_voice_token_find_call(ctx, &info->call_sid, hash);
 
-    if (tn && (ngx_msec_int_t) (tn->expires - ngx_current_msec) > 0) {
+    if (tn && ngx_voice_token_alive(tn)) {
         rc = ngx_voice_token_repeat(ctx, op, tn);
         ngx_shmtx_unlock(&ctx->shpool->mutex);
         return rc;
     }
 
     if (tn) {
-        /* its token expired unused: the call gets a fresh one */
+        /* its record is over: the call gets a fresh one */
+        if (!tn->used) {
+            ngx_voice_metric_inc(tokens_expired);
+        }
+
         ngx_voice_token_delete(ctx, tn);
     }
 
@@ -262,6 +270,8 @@ ngx_voice_token_insert(ngx_voice_token_ctx_t *ctx, ngx_voice_token_op_t *op,
     }
 
     tn->used = 0;
+    tn->live = 0;
+    tn->live_until = 0;
     tn->outcome_len = 0;
     tn->sid_len = (u_char) info->call_sid.len;
     tn->account_len = (u_char) info->account_sid.len;
@@ -314,7 +324,7 @@ ngx_voice_token_consume(ngx_voice_token_op_t *op)
         op->status = NGX_VOICE_TOKEN_UNKNOWN;
         rc = NGX_OK;
 
-    } else if ((ngx_msec_int_t) (tn->expires - ngx_current_msec) <= 0) {
+    } else if (!ngx_voice_token_alive(tn)) {
         if (!tn->used) {
             ngx_voice_metric_inc(tokens_expired);
         }
@@ -331,8 +341,13 @@ ngx_voice_token_consume(ngx_voice_token_op_t *op)
         rc = ngx_voice_token_copy_info(op, tn);
 
         if (rc == NGX_OK) {
-            /* a repeated webhook of the call answers "used" for a while */
+            /*
+             * a repeated webhook of the call answers "used" while it
+             * runs and the ttl after, when Twilio may ask for its outcome
+             */
             tn->used = 1;
+            tn->live = 1;
+            tn->live_until = ngx_current_msec + op->live_ms;
             ngx_voice_token_refresh(ctx, tn);
 
             op->status = NGX_VOICE_TOKEN_OK;
@@ -441,9 +456,7 @@ ngx_voice_token_get_outcome(ngx_shm_zone_t *zone, ngx_str_t *call_sid,
 
     tn = ngx_voice_token_find_call(ctx, call_sid, hash);
 
-    if (tn && tn->outcome_len
-        && (ngx_msec_int_t) (tn->expires - ngx_current_msec) > 0)
-    {
+    if (tn && tn->outcome_len && ngx_voice_token_alive(tn)) {
         ngx_memcpy(buf, tn->outcome, tn->outcome_len);
         outcome->data = buf;
         outcome->len = tn->outcome_len;
@@ -453,6 +466,71 @@ ngx_voice_token_get_outcome(ngx_shm_zone_t *zone, ngx_str_t *call_sid,
     ngx_shmtx_unlock(&ctx->shpool->mutex);
 
     return rc;
+}
+
+
+ngx_voice_metrics_t *
+ngx_voice_token_metrics(ngx_shm_zone_t *zone)
+{
+    ngx_voice_token_ctx_t  *ctx;
+
+    ctx = zone->data;
+
+    return &ctx->sh->metrics;
+}
+
+
+void
+ngx_voice_token_call_ended(ngx_shm_zone_t *zone, ngx_str_t *call_sid)
+{
+    uint32_t                 hash;
+    ngx_voice_token_ctx_t   *ctx;
+    ngx_voice_token_node_t  *tn;
+
+    ctx = zone->data;
+
+    if (call_sid->len == 0 || call_sid->len > NGX_VOICE_TOKEN_FIELD_MAX) {
+        return;
+    }
+
+    hash = ngx_crc32_short(call_sid->data, call_sid->len);
+
+    ngx_shmtx_lock(&ctx->shpool->mutex);
+
+    tn = ngx_voice_token_find_call(ctx, call_sid, hash);
+
+    if (tn && tn->live) {
+        tn->live = 0;
+        ngx_voice_token_refresh(ctx, tn);
+    }
+
+    ngx_shmtx_unlock(&ctx->shpool->mutex);
+}
+
+
+/* its ttl has not passed, or its call still runs (within its bound) */
+static ngx_uint_t
+ngx_voice_token_alive(ngx_voice_token_node_t *tn)
+{
+    if ((ngx_msec_int_t) (tn->expires - ngx_current_msec) > 0) {
+        return 1;
+    }
+
+    return tn->live
+           && (ngx_msec_int_t) (tn->live_until - ngx_current_msec) > 0;
+}
+
+
+/*
+ * What a full zone may take before its time: a consumed token whose call
+ * has ended and left no outcome (a repeated webhook then gets a fresh
+ * token rather than <Hangup/>, and the action the fallback, as it would
+ * after the ttl).
+ */
+static ngx_uint_t
+ngx_voice_token_sweepable(ngx_voice_token_node_t *tn)
+{
+    return tn->used && !tn->live && tn->outcome_len == 0;
 }
 
 
@@ -716,7 +794,8 @@ ngx_voice_token_alloc(ngx_voice_token_ctx_t *ctx, size_t size)
 
 /*
  * Frees up to n expired nodes from the oldest; with n = 0 (the zone is
- * full) every expired or consumed one.
+ * full) every expired one and every sweepable one.  A node whose call
+ * still runs is moved to the front with a fresh ttl instead.
  */
 static ngx_uint_t
 ngx_voice_token_expire(ngx_voice_token_ctx_t *ctx, ngx_uint_t n)
@@ -740,13 +819,16 @@ ngx_voice_token_expire(ngx_voice_token_ctx_t *ctx, ngx_uint_t n)
                 break;
             }
 
-            if (!tn->used) {
-                /* a live token: a caller is waiting on it */
+            if (!ngx_voice_token_sweepable(tn)) {
                 q = prev;
                 continue;
             }
 
-            /* a full zone sweeps consumed tokens too: nobody waits */
+        } else if (ngx_voice_token_alive(tn)) {
+            /* a running call: seen again a ttl from now */
+            ngx_voice_token_refresh(ctx, tn);
+            q = prev;
+            continue;
 
         } else if (!tn->used) {
             ngx_voice_metric_inc(tokens_expired);
@@ -865,7 +947,6 @@ ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         /* reload: keep every token minted by the old workers */
         ctx->sh = octx->sh;
         ctx->shpool = octx->shpool;
-        ngx_voice_metrics = &ctx->sh->metrics;
         return NGX_OK;
     }
 
@@ -873,7 +954,6 @@ ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     if (shm_zone->shm.exists) {
         ctx->sh = ctx->shpool->data;
-        ngx_voice_metrics = &ctx->sh->metrics;
         return NGX_OK;
     }
 
@@ -885,7 +965,6 @@ ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ctx->shpool->data = ctx->sh;
 
     ngx_memzero(&ctx->sh->metrics, sizeof(ngx_voice_metrics_t));
-    ngx_voice_metrics = &ctx->sh->metrics;
 
     ngx_rbtree_init(&ctx->sh->tokens, &ctx->sh->tokens_sentinel,
                     ngx_voice_token_insert_token);

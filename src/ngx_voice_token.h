@@ -65,7 +65,7 @@ struct ngx_voice_token_op_s {
     ngx_voice_call_info_t        info;     /* mint: in; consume: out */
 
     ngx_voice_token_status_e     status;
-
+    ngx_msec_t                   live_ms;  /* consume: the call's longest */
     ngx_voice_token_handler_pt   handler;
     void                        *data;
 
@@ -103,6 +103,16 @@ size_t ngx_voice_token_redact(u_char *dst, u_char *src, size_t len);
  * "outcome" pointing into "buf" (NGX_VOICE_OUTCOME_MAX bytes), or
  * NGX_DECLINED when the call has none.
  */
+/*
+ * The call whose token was consumed has ended: its record (the "used"
+ * answer to a repeated webhook, its outcome) lives the ttl from now.
+ * Until then it is never reclaimed.
+ */
+void ngx_voice_token_call_ended(ngx_shm_zone_t *zone, ngx_str_t *call_sid);
+
+/* the zone's counters (ngx_voice_metrics_t), of this cycle */
+struct ngx_voice_metrics_s *ngx_voice_token_metrics(ngx_shm_zone_t *zone);
+
 ngx_int_t ngx_voice_token_set_outcome(ngx_shm_zone_t *zone,
     ngx_str_t *call_sid, ngx_str_t *outcome, ngx_log_t *log);
 ngx_int_t ngx_voice_token_get_outcome(ngx_shm_zone_t *zone,
