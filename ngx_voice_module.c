@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice.h"
+#include "ngx_voice_agent_conf.h"
 #include "ngx_voice_bearer.h"
 #include "ngx_voice_call_action.h"
 #include "ngx_voice_media_stream.h"
@@ -48,6 +49,8 @@ static char *ngx_voice_merge_webhook(ngx_conf_t *cf,
 static char *ngx_voice_merge_agent(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_media_stream(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_handler(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_status(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
@@ -384,7 +387,7 @@ static ngx_command_t  ngx_voice_commands[] = {
     /* a private upstream published behind a secret: ngx_voice_bearer.c */
 
     { ngx_string("voice_require_bearer"),
-      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_voice_conf_set_secret_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_voice_loc_conf_t, bearer),
@@ -486,6 +489,10 @@ ngx_voice_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_voice_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_voice_agent_conf_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_voice_bearer_init(cf);
 }
 
@@ -625,29 +632,16 @@ ngx_voice_merge_unnamed(ngx_conf_t *cf, ngx_voice_loc_conf_t *prev,
 }
 
 
-/* what both content handlers need, checked once everything is merged */
+/* what every content handler needs, checked once everything is merged */
 static char *
 ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
-    const char                *name;
-    ngx_voice_main_conf_t     *vmcf;
-    ngx_http_core_loc_conf_t  *clcf;
+    const char             *name;
+    ngx_voice_main_conf_t  *vmcf;
 
     name = ngx_voice_role_names[conf->role];
 
-    /* a content handler set after ours, e.g. proxy_pass, replaced it */
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler != ngx_voice_role_handlers[conf->role]
-        && !(clcf->noname && clcf->handler == NULL))
-    {
-        /* an "if" block keeps its location's handler: it has none */
-        /* log-safe: configuration file names and units; configuration text */
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"%s\" conflicts with another content handler in "
-                      "location \"%V\" in %s:%ui", name, &clcf->name,
-                      conf->role_file, conf->role_line);
+    if (ngx_voice_merge_handler(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -679,7 +673,8 @@ static char *
 ngx_voice_merge_webhook(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
     if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
-        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK)
+        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK
+        || ngx_voice_agent_conf_add(cf, conf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -696,7 +691,8 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_openai_conf_t  **stream;
 
     if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
-        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK)
+        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK
+        || ngx_voice_agent_conf_add(cf, conf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -791,11 +787,40 @@ ngx_voice_merge_agent(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 }
 
 
+/* a content handler set after ours, e.g. proxy_pass, replaced it */
+static char *
+ngx_voice_merge_handler(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != ngx_voice_role_handlers[conf->role]
+        && !(clcf->noname && clcf->handler == NULL))
+    {
+        /* an "if" block keeps its location's handler: it has none */
+        /* log-safe: configuration file names and units; configuration text */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"%s\" conflicts with another content handler in "
+                      "location \"%V\" in %s:%ui",
+                      ngx_voice_role_names[conf->role], &clcf->name,
+                      conf->role_file, conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /* /health and /metrics live in the token zone's shared memory */
 static char *
 ngx_voice_merge_status(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
     ngx_voice_main_conf_t  *vmcf;
+
+    if (ngx_voice_merge_handler(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
 

@@ -35,6 +35,7 @@
 typedef struct {
     ngx_shm_zone_t              *token_zone;
     ngx_array_t                  streams;    /* ngx_voice_openai_conf_t * */
+    ngx_array_t                 *agent_locs; /* see ngx_voice_agent_conf.c */
 } ngx_voice_main_conf_t;
 
 

@@ -18,6 +18,8 @@
 
 
 static ngx_int_t ngx_voice_bearer_handler(ngx_http_request_t *r);
+static void ngx_voice_bearer_log_refusal(ngx_http_request_t *r,
+    ngx_uint_t wrong);
 static ngx_int_t ngx_voice_bearer_matches(ngx_str_t *value,
     ngx_str_t *secret);
 
@@ -59,9 +61,7 @@ ngx_voice_bearer_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "voice: %s bearer token for a voice_require_bearer "
-                  "location", h ? "wrong" : "no");
+    ngx_voice_bearer_log_refusal(r, h != NULL);
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -73,6 +73,40 @@ ngx_voice_bearer_handler(ngx_http_request_t *r)
     ngx_str_set(&h->value, "Bearer");
 
     return NGX_HTTP_UNAUTHORIZED;
+}
+
+
+/*
+ * A request without credentials is the usual first step of a client
+ * (info, as auth_basic logs nothing); a wrong secret is a warning, at
+ * most one a second per worker with the count, as a public endpoint can
+ * be flooded with them.
+ */
+static void
+ngx_voice_bearer_log_refusal(ngx_http_request_t *r, ngx_uint_t wrong)
+{
+    static time_t      logged;
+    static ngx_uint_t  count;
+
+    if (!wrong) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "voice: no bearer token for a voice_require_bearer "
+                      "location");
+        return;
+    }
+
+    count++;
+
+    if (logged == ngx_time()) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "voice: wrong bearer token for a voice_require_bearer "
+                  "location (%ui such since the last line)", count);
+
+    logged = ngx_time();
+    count = 0;
 }
 
 

@@ -72,6 +72,18 @@ typedef struct {
 } ngx_voice_call_said_t;
 
 
+/* where one of the model's items was cut, for a transcript that is late */
+typedef struct {
+    u_char                       item_id[NGX_VOICE_ID_MAX];
+    size_t                       item_id_len;
+    ngx_msec_t                   played_ms;
+    ngx_msec_t                   sent_ms;
+} ngx_voice_call_cut_t;
+
+
+#define NGX_VOICE_CALL_CUTS  4
+
+
 typedef struct {
     ngx_voice_vars_t             vars;           /* first: see variables */
 
@@ -114,6 +126,8 @@ typedef struct {
     u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
     size_t                       outcome_len;
     ngx_voice_call_said_t        said;
+    ngx_voice_call_cut_t         cuts[NGX_VOICE_CALL_CUTS];  /* a ring */
+    ngx_uint_t                   ncuts;
 
     ngx_uint_t                   interruptions;
     ngx_uint_t                   dropped_deltas;

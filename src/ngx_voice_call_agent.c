@@ -18,6 +18,7 @@
 #include <yajl/yajl_tree.h>
 #include "ngx_voice.h"
 #include "ngx_voice_call_agent.h"
+#include "ngx_voice_json.h"
 #include "ngx_voice_call_end.h"
 #include "ngx_voice_util.h"
 
@@ -35,6 +36,7 @@ static ngx_int_t ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
 static ngx_int_t ngx_voice_call_agent_end(ngx_voice_call_t *call,
     ngx_voice_tool_call_t *tc, ngx_str_t *outcome);
 static void ngx_voice_call_agent_drained(ngx_event_t *ev);
+static ngx_uint_t ngx_voice_call_agent_was_cut(ngx_voice_call_t *call);
 static ngx_uint_t ngx_voice_call_agent_is(ngx_voice_tool_call_t *tc,
     const char *name);
 
@@ -178,10 +180,16 @@ ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
     ngx_voice_tool_call_t *tc, const char *error)
 {
     u_char     *p;
+    size_t      len;
     ngx_str_t   output;
     u_char      buf[256];
 
-    p = ngx_snprintf(buf, sizeof(buf), "{\"error\":\"%s\"}", error);
+    /* the texts are constants, well within the buffer once escaped */
+    len = ngx_min(ngx_strlen(error), (sizeof(buf) - 16) / 6);
+
+    p = ngx_cpymem(buf, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
+    p = ngx_voice_json_escape(p, (u_char *) error, len);
+    p = ngx_cpymem(p, "\"}", 2);
 
     output.data = buf;
     output.len = p - buf;
@@ -202,8 +210,12 @@ ngx_voice_call_agent_end(ngx_voice_call_t *call, ngx_voice_tool_call_t *tc,
         return NGX_ERROR;
     }
 
-    /* nothing the caller says now starts a new response */
+    /*
+     * nothing the caller says or presses now starts a new response, and
+     * no other response is played or asked for
+     */
     call->agent_ending = 1;
+    call->openai.ending = 1;
 
     /* written before anything is closed: Twilio asks for it right after */
     (void) ngx_voice_token_set_outcome(call->zone, &call->info.call_sid,
@@ -289,7 +301,22 @@ void
 ngx_voice_call_agent_cut(ngx_voice_call_t *call, ngx_voice_truncation_t *cut,
     ngx_uint_t n)
 {
-    ngx_uint_t  i;
+    ngx_uint_t             i;
+    ngx_voice_call_cut_t  *c;
+
+    if (call->transcript == NULL) {
+        return;
+    }
+
+    /* kept for the transcript of an item that comes after the cut */
+
+    for (i = 0; i < n; i++) {
+        c = &call->cuts[call->ncuts++ % NGX_VOICE_CALL_CUTS];
+        c->item_id_len = ngx_min(cut[i].item_id.len, NGX_VOICE_ID_MAX);
+        ngx_memcpy(c->item_id, cut[i].item_id.data, c->item_id_len);
+        c->played_ms = cut[i].played_ms;
+        c->sent_ms = cut[i].sent_ms;
+    }
 
     if (!call->said.pending) {
         return;
@@ -355,11 +382,45 @@ ngx_voice_call_agent_transcript(ngx_voice_call_t *call, ngx_uint_t assistant,
     ngx_memcpy(said->text, text->data, said->text_len);
     said->pending = 1;
 
+    if (ngx_voice_call_agent_was_cut(call)) {
+        return NGX_OK;
+    }
+
     if (!ngx_voice_playback_is_playing(&call->playback)) {
         ngx_voice_call_write_said(call, NULL);
     }
 
     return NGX_OK;
+}
+
+
+/* the transcript of an item cut before it came: written as cut */
+static ngx_uint_t
+ngx_voice_call_agent_was_cut(ngx_voice_call_t *call)
+{
+    ngx_uint_t              i;
+    ngx_voice_call_cut_t   *c;
+    ngx_voice_truncation_t  cut;
+
+    for (i = 0; i < NGX_VOICE_CALL_CUTS && i < call->ncuts; i++) {
+        c = &call->cuts[i];
+
+        if (c->item_id_len == call->said.item_id_len
+            && ngx_memcmp(c->item_id, call->said.item_id, c->item_id_len)
+               == 0)
+        {
+            ngx_memzero(&cut, sizeof(ngx_voice_truncation_t));
+            cut.item_id.data = c->item_id;
+            cut.item_id.len = c->item_id_len;
+            cut.played_ms = c->played_ms;
+            cut.sent_ms = c->sent_ms;
+
+            ngx_voice_call_write_said(call, &cut);
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

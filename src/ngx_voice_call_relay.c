@@ -114,7 +114,7 @@ ngx_voice_call_on_dtmf(ngx_voice_twilio_t *tw, u_char digit)
 {
     ngx_voice_call_t  *call = tw->data;
 
-    if (!call->conf->dtmf) {
+    if (!call->conf->dtmf || call->agent_ending) {
         return NGX_OK;
     }
 
@@ -273,6 +273,12 @@ ngx_voice_call_on_audio(ngx_voice_realtime_t *rt, ngx_str_t *item_id,
         return NGX_OK;
     }
 
+    if (call->agent_ending) {
+        /* a response after the one that ended the call: not played */
+        call->dropped_deltas++;
+        return NGX_OK;
+    }
+
     if (!call->session_updated) {
         /*
          * audio made before our session.update took effect is in the
@@ -308,8 +314,10 @@ ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt)
     ngx_uint_t              i, n;
     ngx_voice_truncation_t  cut[NGX_VOICE_ITEMS];
 
-    if (!ngx_voice_playback_is_playing(&call->playback)) {
-        /* nothing is playing: nothing to cut */
+    if (!ngx_voice_playback_is_playing(&call->playback)
+        || call->agent_ending)
+    {
+        /* nothing is playing, or the model's last words: nothing to cut */
         return NGX_OK;
     }
 

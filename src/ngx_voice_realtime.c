@@ -469,10 +469,6 @@ ngx_voice_realtime_dispatch(void *data)
         return NGX_OK;
 
     case NGX_VOICE_OA_RESPONSE_DONE:
-        if (ngx_voice_realtime_calls_done(rt) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
         return ngx_voice_realtime_response_done(rt);
 
     case NGX_VOICE_OA_ITEM_DONE:
@@ -506,17 +502,29 @@ ngx_voice_realtime_dispatch(void *data)
 }
 
 
-/* a response asked for while another ran goes now */
+/*
+ * The response is over: its function calls are answered, and a response
+ * asked for while it ran goes now, unless the answer to a refused call
+ * has asked for one already (one response.create, not two).
+ */
 static ngx_int_t
 ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt)
 {
     rt->response_active = 0;
+
+    if (ngx_voice_realtime_calls_done(rt) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (!rt->response_pending) {
         return NGX_OK;
     }
 
     rt->response_pending = 0;
+
+    if (rt->response_active) {
+        return NGX_OK;
+    }
 
     return ngx_voice_realtime_response_create(rt);
 }
@@ -718,6 +726,11 @@ static ngx_int_t
 ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt)
 {
     static u_char  msg[] = "{\"type\":\"response.create\"}";
+
+    if (rt->ending) {
+        /* the model ended the call: its last words are playing */
+        return NGX_OK;
+    }
 
     /* the response counts as active from now, so DTMF does not stack */
     rt->response_active = 1;

@@ -146,6 +146,7 @@ struct ngx_voice_realtime_s {
     unsigned                             skipping:1;  /* a dropped event */
     unsigned                             response_active:1;
     unsigned                             response_pending:1;
+    unsigned                             ending:1;    /* no new response */
 };
 
 

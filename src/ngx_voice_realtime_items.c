@@ -74,21 +74,20 @@ ngx_voice_realtime_calls_done(ngx_voice_realtime_t *rt)
                                 sizeof("completed") - 1)
                     == 0);
 
-    /* the calls of this response leave the list; the others stay */
+    /*
+     * One response runs at a time: the list is emptied at each end, and
+     * a call of another response (its id not this one's) is dropped.
+     */
 
     n = 0;
 
-    for (i = 0; i < rt->ncalls; /* void */) {
+    for (i = 0; i < rt->ncalls; i++) {
 
-        if (!ngx_voice_realtime_same(&msg->response_ref,
-                                     rt->calls[i].response_id,
-                                     rt->calls[i].response_id_len))
+        if (completed
+            && ngx_voice_realtime_same(&msg->response_ref,
+                                       rt->calls[i].response_id,
+                                       rt->calls[i].response_id_len))
         {
-            i++;
-            continue;
-        }
-
-        if (completed) {
             done[n++] = rt->calls[i];
 
         } else {
@@ -96,9 +95,9 @@ ngx_voice_realtime_calls_done(ngx_voice_realtime_t *rt)
                            "voice: function call of a response that "
                            "did not complete dropped");
         }
-
-        rt->calls[i] = rt->calls[--rt->ncalls];
     }
+
+    rt->ncalls = 0;
 
     for (i = 0; i < n; i++) {
         if (rt->handler->tool_call(rt, &done[i]) != NGX_OK) {

@@ -27,6 +27,7 @@ struct ngx_voice_transcript_file_s {
     u_char                       *end;
     ngx_event_t                   timer;
     ngx_fd_t                      fd_made_private;
+    time_t                        error_logged;   /* write errors, last */
 };
 
 
@@ -304,6 +305,18 @@ ngx_voice_transcript_flush(ngx_open_file_t *file, ngx_log_t *log)
     }
 
     n = ngx_write_fd(file->fd, tf->start, len);
+
+    if ((size_t) n == len) {
+        return;
+    }
+
+    /* a full disk fails every flush: one line a minute, as access_log */
+
+    if (ngx_time() - tf->error_logged < 60) {
+        return;
+    }
+
+    tf->error_logged = ngx_time();
 
     if (n == -1) {
         /* log-safe: names from the configuration */
