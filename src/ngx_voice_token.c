@@ -159,7 +159,11 @@ ngx_voice_token_mint(ngx_voice_token_op_t *op)
     }
 
     if (tn) {
-        /* its token expired unused: the call gets a fresh one */
+        /* its record expired: the call gets a fresh token */
+        if (!tn->used) {
+            ngx_voice_metric_inc(tokens_expired);
+        }
+
         ngx_voice_token_delete(ctx, tn);
     }
 
