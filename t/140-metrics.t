@@ -797,3 +797,107 @@ is($v->{ngx_voice_calls_active}, 0, 'then 0');
 --- no_error_log
 [warn]
 [error]
+
+
+
+=== TEST 6: each way a call ends is counted under its own code, none as "unknown"
+Calls at once: the caller closes without stop, drops the connection,
+sends an unmasked frame, a message over voice_max_message_size, stays
+silent and deaf to pings (voice_idle_timeout), talks past
+voice_max_call_duration; OpenAI drops its connection.
+--- config
+listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
+}
+location = /incoming-limits {
+    voice_incoming_call;
+    voice_stream_url wss://voice.example.com/ms-limits;
+}
+location /ms-limits/ {
+    voice_media_stream;
+    voice_max_message_size 1k;
+    voice_buffer_size 4k;
+    voice_idle_timeout 1500ms;
+    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
+}
+location = /incoming-short {
+    voice_incoming_call;
+    voice_stream_url wss://voice.example.com/ms-short;
+}
+location /ms-short/ {
+    voice_media_stream;
+    voice_max_call_duration 1s;
+    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
+}
+--- timeout: 30
+--- perl_check
+my @calls = (
+    # [code, webhook path, script, options]
+    ['caller_hangup', '/incoming-call', "setup\nclose 1000\nwait_close 3000\n"],
+    ['caller_hangup', '/incoming-call', "setup\nreset\n"],
+    ['protocol_error', '/incoming-call', "setup\nframe text unmasked payload=media\nwait_close 3000\n"],
+    ['message_too_big', '/incoming-limits', "setup\nmedia 1 bytes=2000\nwait_close 3000\n"],
+    ['idle_timeout', '/incoming-limits', "setup\nwait_close 6000\n", auto_pong => JSON::PP::false],
+    ['max_duration', '/incoming-short', "setup\nmedia 30 interval=100 until_close\nwait_close 3000\n"],
+    ['openai_closed', '/incoming-call', "setup\nctl {\"terminate\": true}\nwait_close 3000\n"],
+);
+my @sc = map {
+    my ($code, $path, $script, %o) = @$_;
+    my %s = (call_sid => new_call_sid(), stream_sid => 'MZ' . substr(new_call_sid(), 2),
+             webhook_path => $path, %o);
+    $s{steps} = [twilio_steps($script, {%s})];
+    \%s;
+} @calls;
+my @t = twilio_calls(\@sc, timeout => 60);
+my %want = (all_zero());
+for my $i (0 .. $#t) {
+    is($t[$i]{upgrade_status}, 101, "call $i ($calls[$i][0]): 101");
+    my $line = wait_call_ended($t[$i]{call_sid});
+    ok($line, "call $i ($calls[$i][0]): ended") and note($line =~ /(reason "[^"]*")/);
+    $want{qq(ngx_voice_calls_total{reason="$calls[$i][0]"})}++;
+}
+my (undef, $v) = scrape();
+my @keys = grep { /^ngx_voice_calls_(?:total|active)/ } keys %want;
+my %got = map { $_ => $v->{$_} } @keys;
+my %exp = map { $_ => $want{$_} } @keys;
+samples_are(\%got, \%exp, 'calls_total by code, exactly; calls_active 0');
+--- no_error_log
+[alert]
+
+
+
+=== TEST 7: a reload with a call up: the old worker's call still counts, then ends as "shutdown"
+worker_shutdown_timeout 1s: the call in the old worker is counted in
+calls_active while the new workers answer /health and /metrics, then is
+closed by the shutdown (1001) and counted under "shutdown".
+--- main_config
+worker_shutdown_timeout 1s;
+--- timeout: 20
+--- perl_check
+my ($during, $health);
+my $t = twilio_call(steps => [twilio_steps(<<'S')],
+setup
+sync reload
+sync up
+media 40 interval=100 until_close
+wait_close 5000
+S
+    on_sync => sub {
+        my (undef, $v) = scrape();
+        $during = $v->{ngx_voice_calls_active};
+        $health = http_get('/health', port => $ENV{TEST_NGINX_METRICS_PORT})->{body};
+        undef;
+    }, timeout => 30);
+is($during, 1, 'after the reload, the call in the old worker is counted');
+like($health, qr/"calls_active":1\}/, 'in /health too');
+is($t->{close}{code}, 1001, 'worker_shutdown_timeout closed it with 1001');
+ok(wait_call_ended($t->{call_sid}), 'the call ended');
+my (undef, $v) = scrape();
+is($v->{ngx_voice_calls_active}, 0, 'calls_active 0');
+is($v->{'ngx_voice_calls_total{reason="shutdown"}'}, 1, 'counted under "shutdown"');
+is($v->{'ngx_voice_upgrades_total{result="ok"}'}, 1, 'the upgrade before the reload is still counted');
+--- no_error_log
+[alert]
