@@ -32,6 +32,7 @@ typedef struct {
 
 static ngx_int_t ngx_voice_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_voice_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_voice_init_process(ngx_cycle_t *cycle);
 static void ngx_voice_exit_process(ngx_cycle_t *cycle);
 static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
@@ -423,7 +424,7 @@ ngx_module_t  ngx_voice_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_voice_init_process,                /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_voice_exit_process,                /* exit process */
@@ -436,6 +437,20 @@ static ngx_int_t
 ngx_voice_preconfiguration(ngx_conf_t *cf)
 {
     return ngx_voice_add_variables(cf);
+}
+
+
+/* a worker counts in the token zone of the configuration it runs */
+static ngx_int_t
+ngx_voice_init_process(ngx_cycle_t *cycle)
+{
+    ngx_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_voice_module);
+
+    ngx_voice_token_init_process(vmcf ? vmcf->token_zone : NULL);
+
+    return NGX_OK;
 }
 
 

@@ -855,6 +855,21 @@ ngx_voice_token_insert_value(ngx_rbtree_node_t *temp,
 }
 
 
+void
+ngx_voice_token_init_process(ngx_shm_zone_t *zone)
+{
+    ngx_voice_token_ctx_t  *ctx;
+
+    if (zone == NULL) {
+        ngx_voice_metrics = NULL;
+        return;
+    }
+
+    ctx = zone->data;
+    ngx_voice_metrics = &ctx->sh->metrics;
+}
+
+
 static ngx_int_t
 ngx_voice_token_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {

@@ -108,6 +108,13 @@ ngx_int_t ngx_voice_token_set_outcome(ngx_shm_zone_t *zone,
 ngx_int_t ngx_voice_token_get_outcome(ngx_shm_zone_t *zone,
     ngx_str_t *call_sid, ngx_str_t *outcome, u_char *buf);
 
+/*
+ * A process that starts takes the metrics of "zone" (its cycle's, or NULL
+ * without one): the pointer set when a zone was made may belong to a
+ * reload that failed, whose zone is freed again.
+ */
+void ngx_voice_token_init_process(ngx_shm_zone_t *zone);
+
 /* "voice_token_zone NAME:SIZE [ttl=TIME]" */
 char *ngx_voice_token_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
