@@ -18,6 +18,7 @@
 use Test::Voice;
 use Test::VoiceCall;
 use FindBin ();
+use IO::Socket::INET ();
 use IPC::Run ();
 use JSON::PP ();
 use MIME::Base64 ();
@@ -901,3 +902,49 @@ is($v->{'ngx_voice_calls_total{reason="shutdown"}'}, 1, 'counted under "shutdown
 is($v->{'ngx_voice_upgrades_total{result="ok"}'}, 1, 'the upgrade before the reload is still counted');
 --- no_error_log
 [alert]
+
+
+
+=== TEST 8: a reload that fails after the zone was set up: a worker forked later still counts
+The reload asks for a zone of another size and a listener on a port that
+is taken, so it fails after the new zone was made (and freed again); the
+old configuration stays.  A worker the master forks after that (here: it
+replaces one that was killed) must count in the zone of the configuration
+that runs -- not in the freed one, which crashed it.
+--- workers: 1
+--- perl_check
+my $busy = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                 Proto => 'tcp', Listen => 5, ReuseAddr => 1) or die $!;
+my $busy_port = $busy->sockport;
+my $webhook = sub {
+    my $r = http_post('/incoming-call', call_body(new_call_sid()),
+        headers => ['Host' => 'voice.example.com',
+                    'Content-Type' => 'application/x-www-form-urlencoded'],
+        twilio_sign => 'https://voice.example.com/incoming-call');
+    return $r->{status};
+};
+is($webhook->(), 200, 'a webhook: 200');
+(my $http = $_[0]->http_config) =~ s/tokens:1m/tokens:2m/ or die;
+(my $conf = $_[0]->config) =~ s/^(listen .*)$/$1\nlisten 127.0.0.1:$busy_port;/m or die;
+ok(!nginx_reload(http_config => $http, config => $conf), 'the reload fails');
+my $deadline = Time::HiRes::time() + 10;
+Time::HiRes::sleep(0.1) until error_log_since_start() =~ /still could not bind\(\)/
+                               or Time::HiRes::time() > $deadline;
+like(error_log_since_start(), qr/\[emerg\] .*still could not bind\(\)/,
+     'nginx gave up on the new configuration');
+my ($worker) = Test::Voice::child_pids(nginx_pid());
+kill 'KILL', $worker;
+$deadline = Time::HiRes::time() + 10;
+Time::HiRes::sleep(0.05) until grep({ $_ != $worker } Test::Voice::child_pids(nginx_pid()))
+                               or Time::HiRes::time() > $deadline;
+Time::HiRes::sleep(0.2);
+is($webhook->(), 200, 'a webhook to the new worker: 200');
+my (undef, $v) = scrape();
+is($v->{'ngx_voice_webhooks_total{result="ok"}'}, 2, 'both webhooks counted, in the zone that runs');
+is($v->{ngx_voice_tokens_minted_total}, 2, 'both tokens too');
+close $busy;
+--- error_log eval
+[qr/\[alert\] .*worker process \d+ exited on signal 9/,
+ qr/\[emerg\] .*bind\(\) to 127\.0\.0\.1:\d+ failed/]
+--- no_error_log eval
+[qr/exited on signal (?!9)/]
