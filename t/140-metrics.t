@@ -392,10 +392,20 @@ is(scalar(grep { $_->{type} eq 'input_audio_buffer.append' } @msgs), $N + 1,
 is_deeply([map { $_->{type} } grep { $_->{type} ne 'input_audio_buffer.append' } @msgs],
           ['session.update'], 'and session.update, nothing else');
 is(scalar(grep { $_->{opcode} == 8 } @oa), 1, 'and a close frame');
+# what the script sent, in bytes: each audio append is the fixed template
+# around the base64 of B bytes
+my $append_len = length('{"type":"input_audio_buffer.append","audio":""}') + 4 * int(($B + 2) / 3);
+is(scalar(grep { $_->{opcode} == 1 and $_->{len} == $append_len } @oa), $N,
+   "N appends of $append_len bytes (B = $B bytes of audio each)");
 is(scalar @oa, $N + 3, 'N + 3 frames to OpenAI in all');
 my @tw = @{ $c->{frames} };
 is(scalar(tw_events($c, 'media')), $M, "$M media messages to Twilio");
 ok(!grep({ $_->{masked} } @tw), 'nginx masks nothing it sends Twilio');
+# and each delta reached Twilio as the fixed template around its base64
+my $media_len = length('{"event":"media","streamSid":"' . $c->{stream_sid}
+                       . '","media":{"payload":""}}') + 4 * int(($D + 2) / 3);
+is(scalar(grep { length $_->{payload} == $media_len } tw_events($c, 'media')), $M,
+   "M media messages of $media_len bytes (D = $D bytes of audio each)");
 note(scalar(@tw) . ' frames to Twilio: ' . join ' ', map { $_->{msg} ? $_->{msg}{event} : "op$_->{opcode}" } @tw);
 my ($tw_bytes, $oa_total) = (0, 0);
 $tw_bytes += wire_size(length $_->{payload}, 0) for @tw;
