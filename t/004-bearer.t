@@ -145,8 +145,9 @@ run_tests();
 __DATA__
 
 === TEST 1: env:NAME: 401 with WWW-Authenticate: Bearer unless the secret is right
-Every refusal is a [warn] line saying which (no token, or a wrong one)
-and none reaches the upstream.  Wrong secrets of the right length (one byte
+A request without a token is an [info] line; wrong secrets are [warn]
+lines, at most one a second with the count since the last one; none
+reaches the upstream.  Wrong secrets of the right length (one byte
 off at the start, in the middle, at the end) are refused as a wrong length
 is.  The scheme is case-insensitive (RFC 9110 11.1); any other scheme is
 refused.
@@ -174,12 +175,21 @@ check_cases('/mcp/tools',
 my $r = get_with('/public/page', undef);
 is($r->{status}, 200, 'a location without voice_require_bearer: 200');
 is($r->{body}, "upstream got GET /public/page\n", 'from the upstream');
-my @warn = grep { /\[warn\].*voice: (?:no|wrong) bearer token/ }
-           split /\n/, error_log_since_start();
-is(scalar(grep { /voice: no bearer token for a voice_require_bearer location/ } @warn),
-   1, 'one [warn] line for the request without Authorization');
-is(scalar(grep { /voice: wrong bearer token for a voice_require_bearer location/ } @warn),
-   11, 'one [warn] line for each wrong Authorization');
+# one more wrong secret a second later: the line that follows a quiet
+# second carries the count of every refusal since the last line
+Time::HiRes::sleep(1.1);
+is(get_with('/mcp/tools', 'Bearer wrong-again')->{status}, 401,
+   'a wrong secret a second later: 401');
+my $log = error_log_since_start();
+is(scalar(() = $log =~ /\[info\].*voice: no bearer token for a voice_require_bearer location/g),
+   1, 'one [info] line for the request without Authorization');
+my @wrong = $log =~ /\[warn\].*voice: wrong bearer token for a voice_require_bearer location \((\d+) such since the last line\)/g;
+ok(@wrong >= 2 && @wrong <= 3,
+   'wrong secrets: at most one [warn] line a second (' . scalar(@wrong) . ')');
+is($wrong[0], 1, 'the first line counts its own refusal');
+my $sum = 0;
+$sum += $_ for @wrong;
+is($sum, 12, 'the counts add up to every wrong Authorization (11 + 1)');
 --- no_error_log
 [error]
 
@@ -403,30 +413,43 @@ invalid number of arguments in "voice_require_bearer" directive
 
 
 
-=== TEST 15: at server level it is inherited by every location, nested ones too
-As every voice_* directive but the content handlers (README, Directives).
+=== TEST 15: at server level it fails nginx -t (a location only directive)
+A server-wide secret would also guard the webhook and the media stream,
+which Twilio calls without it (README, voice_require_bearer).
 --- config
 voice_require_bearer env:MCP_SECRET;
+location /mcp/ { proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT; }
+--- config_test
+--- must_die
+--- error_log
+[emerg]
+"voice_require_bearer" directive is not allowed here
+
+
+
+=== TEST 15b: nested locations inherit it; an inner directive replaces it
+--- config
 location /mcp/ {
+    voice_require_bearer env:MCP_SECRET;
     proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
     location /mcp/inner/ {
         proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
     }
-}
-location /other/ {
-    voice_require_bearer literal-other-secret;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+    location /mcp/other/ {
+        voice_require_bearer literal-other-secret;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_UPSTREAM_PORT;
+    }
 }
 --- perl_check
 check_cases('/mcp/x',
     ['no Authorization', undef, 401],
-    ['the server secret', 'Bearer ' . SECRET, 200]);
+    ['the secret', 'Bearer ' . SECRET, 200]);
 check_cases('/mcp/inner/y',
     ['nested, no Authorization', undef, 401],
-    ['nested, the server secret', 'Bearer ' . SECRET, 200]);
-check_cases('/other/z',
-    ['an inner directive replaces it: the server secret', 'Bearer ' . SECRET, 401],
-    ['the location secret', 'Bearer literal-other-secret', 200]);
+    ['nested, the outer secret', 'Bearer ' . SECRET, 200]);
+check_cases('/mcp/other/z',
+    ['an inner directive replaces it: the outer secret', 'Bearer ' . SECRET, 401],
+    ['the inner secret', 'Bearer literal-other-secret', 200]);
 --- no_error_log
 [error]
 
