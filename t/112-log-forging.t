@@ -67,7 +67,7 @@ sub forged_ok {
 }
 
 # The end of a module's line: the text nginx adds after it.
-sub EOL () { qr/(?: while [a-z ]+)?, client: / }
+sub EOL () { qr/(?: while [A-Za-z ]+)?, client: / }
 
 # A signed webhook (or call action) POST of these form parameters.
 sub signed_post {
