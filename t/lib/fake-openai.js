@@ -50,8 +50,35 @@
 //                                         events of random audio
 //     {"close": code, "reason": "..."}   WebSocket close
 //     {"terminate": true}                 drop the TCP connection
+//     {"pause": ms | true}                stop reading this connection's
+//                                         socket (its kernel buffers, then
+//                                         the module's, fill up); resumed
+//                                         after ms, or, with true, by a
+//                                         "resume" or SIGUSR2
+//     {"resume": true}                    read again (this connection, or
+//                                         with "conn": N another one)
 //   It is logged as {"ev":"ctl","conn":N,"actions":[...]} (besides the
-//   "message" line of the append itself).
+//   "message" line of the append itself).  Pauses are logged as
+//   {"ev":"paused","conn":N} and {"ev":"resumed","conn":N,"by":"timer"|
+//   "ctl"|"signal"}; SIGUSR2 resumes every paused connection.  The "ready"
+//   line carries this server's "pid" for that.
+//
+// - What the WebSocket parsers saw: the `ws` package's "close" (code, as
+//   ws reports it: 1006 when no close frame came) and "error" events
+//   ({"ev":"error","conn":N,"error":message,"code":"WS_ERR_..."}, e.g.
+//   "Invalid WebSocket frame: ..."), and, when the TLS connection ends,
+//   what a frame parser of its own saw on the wire (bytes after TLS):
+//   {"ev":"wire","conn":N,"bytes":B,"frames":F (whole frames),
+//    "close_code":C (of the first close frame, null if none),
+//    "after_close":B (bytes after that close frame),
+//    "partial":B (bytes of a last frame the connection ended inside),
+//    "bad":"..." (a header a client may not send: RSV bits, an unknown
+//    opcode, no mask, a fragmented or long control frame; null if none)}.
+//   A close frame written inside a frame that was cut short shows as
+//   "partial" with no close_code, or as "bad".
+//
+// - quiet=N in the query: appends whose audio is longer than N characters
+//   are logged as {"type":..., "audio_len":L} (floods).
 
 'use strict';
 
@@ -72,6 +99,85 @@ function log(obj) {
       Object.assign({ t: Date.now(), port: +port }, obj)) + '\n');
   }
 }
+
+// A frame parser of the bytes a client sent (after TLS), independent of
+// the `ws` package: how the stream is framed, and the first close frame.
+function wireTracker() {
+  const st = { bytes: 0, frames: 0, close_code: null, after_close: 0,
+               partial: 0, bad: null };
+  let buf = Buffer.alloc(0);
+  const header = (b) => {      // [header length, payload length] or null
+    if (b.length < 2) return null;
+    let len = b[1] & 0x7f;
+    let hl = 2;
+    if (len === 126) {
+      if (b.length < 4) return null;
+      len = b.readUInt16BE(2);
+      hl = 4;
+    } else if (len === 127) {
+      if (b.length < 10) return null;
+      len = Number(b.readBigUInt64BE(2));
+      hl = 10;
+    }
+    return [hl + ((b[1] & 0x80) ? 4 : 0), len];
+  };
+  st.feed = (chunk) => {
+    st.bytes += chunk.length;
+    if (st.close_code !== null || st.bad) {
+      st.after_close += st.close_code !== null ? chunk.length : 0;
+      return;
+    }
+    buf = Buffer.concat([buf, chunk]);
+    for (;;) {
+      const h = header(buf);
+      if (!h || buf.length < h[0] + h[1]) break;
+      const op = buf[0] & 0x0f;
+      if (buf[0] & 0x70) st.bad = 'RSV bits set';
+      else if (![0, 1, 2, 8, 9, 10].includes(op)) st.bad = `opcode ${op}`;
+      else if (!(buf[1] & 0x80)) st.bad = 'unmasked frame';
+      else if (op >= 8 && (!(buf[0] & 0x80) || h[1] > 125)) {
+        st.bad = 'bad control frame';
+      }
+      if (st.bad) {
+        buf = Buffer.alloc(0);
+        return;
+      }
+      st.frames++;
+      const frame = buf.subarray(0, h[0] + h[1]);
+      buf = buf.subarray(h[0] + h[1]);
+      if (op === 8) {
+        const mask = frame.subarray(h[0] - 4, h[0]);
+        const p = Buffer.from(frame.subarray(h[0]));
+        for (let i = 0; i < p.length; i++) p[i] ^= mask[i & 3];
+        st.close_code = p.length >= 2 ? p.readUInt16BE(0) : 1005;
+        st.after_close = buf.length;
+        buf = Buffer.alloc(0);
+        return;
+      }
+    }
+  };
+  st.summary = () => ({ bytes: st.bytes, frames: st.frames,
+                        close_code: st.close_code,
+                        after_close: st.after_close, partial: buf.length,
+                        bad: st.bad });
+  return st;
+}
+
+// Paused sockets by connection number (the "pause" action).
+const paused = new Map();
+
+function resumeConn(conn, by) {
+  const p = paused.get(conn);
+  if (!p) return;
+  paused.delete(conn);
+  clearTimeout(p.timer);
+  p.socket.resume();
+  log({ ev: 'resumed', conn, by });
+}
+
+process.on('SIGUSR2', () => {
+  for (const conn of [...paused.keys()]) resumeConn(conn, 'signal');
+});
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -111,6 +217,19 @@ async function runCtl(ws, ctx, actions) {
       ws.close(a.close, a.reason || '');
     } else if (a.terminate) {
       ws.terminate();
+    } else if (a.pause !== undefined) {
+      if (!paused.has(ctx.conn)) {
+        ctx.socket.pause();
+        paused.set(ctx.conn, { socket: ctx.socket, timer: null });
+        log({ ev: 'paused', conn: ctx.conn });
+      }
+      if (typeof a.pause === 'number' && a.pause > 0) {
+        const p = paused.get(ctx.conn);
+        clearTimeout(p.timer);
+        p.timer = setTimeout(() => resumeConn(ctx.conn, 'timer'), a.pause);
+      }
+    } else if (a.resume !== undefined) {
+      resumeConn(a.conn === undefined ? ctx.conn : +a.conn, 'ctl');
     }
   }
 }
@@ -172,8 +291,17 @@ server.on('upgrade', (req, socket, head) => {
   }
 
   wss.handleUpgrade(req, socket, head, (ws) => {
+    const wire = wireTracker();
+    // before ws's own listener: ws unmasks payloads in place
+    socket.prependListener('data', wire.feed);
+    socket.on('close', () => {
+      paused.delete(conn);
+      log(Object.assign({ ev: 'wire', conn }, wire.summary()));
+    });
+    const quiet = url.searchParams.get('quiet');   // null: all logged
+
     const ctx = {
-      conn, url: req.url, query: url.searchParams, log,
+      conn, url: req.url, query: url.searchParams, log, socket,
       send: (obj) => {
         if (ws.readyState !== ws.OPEN) return;
         log({ ev: 'sent', conn, msg: obj });
@@ -188,7 +316,13 @@ server.on('upgrade', (req, socket, head) => {
       } catch (e) {
         msg = { unparsed: data.toString(), binary: isBinary };
       }
-      log({ ev: 'message', conn, msg });
+      if (quiet !== null && typeof msg.audio === 'string'
+          && msg.audio.length > +quiet) {
+        log({ ev: 'message', conn,
+              msg: { type: msg.type, audio_len: msg.audio.length } });
+      } else {
+        log({ ev: 'message', conn, msg });
+      }
 
       if (msg.type === 'session.update' && !hooks.noSessionUpdated) {
         const updated = { type: 'session.updated', event_id: 'evt_su',
@@ -219,7 +353,8 @@ server.on('upgrade', (req, socket, head) => {
       log({ ev: 'close', conn, code, reason: reason.toString() });
     });
 
-    ws.on('error', (e) => log({ ev: 'error', conn, error: e.message }));
+    ws.on('error', (e) => log({ ev: 'error', conn, error: e.message,
+                                code: e.code || null }));
 
     ws.on('ping', (data) => log({ ev: 'ping', conn, data: data.toString() }));
     if (url.searchParams.get('nopong')) {
@@ -244,4 +379,5 @@ server.on('upgrade', (req, socket, head) => {
   });
 });
 
-server.listen(+port, '127.0.0.1', () => log({ ev: 'ready', port: +port }));
+server.listen(+port, '127.0.0.1', () => log({ ev: 'ready', port: +port,
+                                                 pid: process.pid }));
