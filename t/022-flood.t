@@ -13,6 +13,8 @@
 # limit is per real client, and a client that is not the proxy cannot
 # choose its key with the header.
 use Test::Voice;
+use Cwd ();
+use File::Basename ();
 use IO::Socket::INET;
 use Time::HiRes ();
 
