@@ -19,6 +19,7 @@
 #include "ngx_voice.h"
 #include "ngx_voice_call_agent.h"
 #include "ngx_voice_call_end.h"
+#include "ngx_voice_json.h"
 #include "ngx_voice_util.h"
 
 
@@ -181,7 +182,10 @@ ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
     ngx_str_t   output;
     u_char      buf[256];
 
-    p = ngx_snprintf(buf, sizeof(buf), "{\"error\":\"%s\"}", error);
+    /* the texts quote the argument's name: escaped, the output is JSON */
+    p = ngx_cpymem(buf, "{\"error\":\"", sizeof("{\"error\":\"") - 1);
+    p = ngx_voice_json_escape(p, (u_char *) error, ngx_strlen(error));
+    p = ngx_cpymem(p, "\"}", 2);
 
     output.data = buf;
     output.len = p - buf;
