@@ -455,6 +455,9 @@ ngx_voice_realtime_dispatch(void *data)
         return NGX_OK;
 
     case NGX_VOICE_OA_RESPONSE_DONE:
+        /* before the calls: a refused one asks for a response of its own */
+        rt->response_active = 0;
+
         if (ngx_voice_realtime_calls_done(rt) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -496,8 +499,6 @@ ngx_voice_realtime_dispatch(void *data)
 static ngx_int_t
 ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt)
 {
-    rt->response_active = 0;
-
     if (!rt->response_pending) {
         return NGX_OK;
     }
@@ -705,8 +706,12 @@ ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt)
 {
     static u_char  msg[] = "{\"type\":\"response.create\"}";
 
-    /* the response counts as active from now, so DTMF does not stack */
+    /*
+     * The response counts as active from now, so DTMF does not stack; it
+     * answers whatever was waiting for one.
+     */
     rt->response_active = 1;
+    rt->response_pending = 0;
 
     return ngx_voice_peer_send_text(&rt->peer, msg, sizeof(msg) - 1);
 }
