@@ -206,8 +206,12 @@ ngx_voice_call_agent_end(ngx_voice_call_t *call, ngx_voice_tool_call_t *tc,
         return NGX_ERROR;
     }
 
-    /* nothing the caller says now starts a new response */
+    /*
+     * Nothing the caller says now starts a new response, nor does a
+     * digit pressed before, whose response was to follow this one.
+     */
     call->agent_ending = 1;
+    call->openai.response_pending = 0;
 
     /* written before anything is closed: Twilio asks for it right after */
     (void) ngx_voice_token_set_outcome(call->zone, &call->info.call_sid,

@@ -118,6 +118,11 @@ ngx_voice_call_on_dtmf(ngx_voice_twilio_t *tw, u_char digit)
         return NGX_OK;
     }
 
+    if (call->agent_ending) {
+        /* the model ended the call: no digit starts a response */
+        return NGX_OK;
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "voice: caller pressed %c", digit);
 
