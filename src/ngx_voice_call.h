@@ -69,6 +69,12 @@ typedef struct {
     size_t                       previous_len;
     u_char                      *text;           /* LINE_MAX, on first need */
     size_t                       text_len;
+
+    /* the last barge-in's cuts: an item's words may come after its cut */
+    ngx_voice_truncation_t       cut[NGX_VOICE_ITEMS];
+    u_char                       cut_id[NGX_VOICE_ITEMS]
+                                       [NGX_VOICE_PLAYBACK_ID_MAX];
+    ngx_uint_t                   ncut;
 } ngx_voice_call_said_t;
 
 

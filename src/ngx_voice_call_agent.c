@@ -36,6 +36,7 @@ static ngx_int_t ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
 static ngx_int_t ngx_voice_call_agent_end(ngx_voice_call_t *call,
     ngx_voice_tool_call_t *tc, ngx_str_t *outcome);
 static void ngx_voice_call_agent_drained(ngx_event_t *ev);
+static ngx_uint_t ngx_voice_call_agent_was_cut(ngx_voice_call_t *call);
 static ngx_uint_t ngx_voice_call_agent_is(ngx_voice_tool_call_t *tc,
     const char *name);
 
@@ -297,22 +298,52 @@ void
 ngx_voice_call_agent_cut(ngx_voice_call_t *call, ngx_voice_truncation_t *cut,
     ngx_uint_t n)
 {
-    ngx_uint_t  i;
+    ngx_uint_t               i;
+    ngx_voice_call_said_t   *said;
+    ngx_voice_truncation_t  *t;
 
-    if (!call->said.pending) {
-        return;
+    said = &call->said;
+
+    /* kept: a response cut while it ran sends its transcript later */
+
+    said->ncut = ngx_min(n, NGX_VOICE_ITEMS);
+
+    for (i = 0; i < said->ncut; i++) {
+        t = &said->cut[i];
+        *t = cut[i];
+        t->item_id.len = ngx_min(cut[i].item_id.len,
+                                 NGX_VOICE_PLAYBACK_ID_MAX);
+        t->item_id.data = said->cut_id[i];
+        ngx_memcpy(t->item_id.data, cut[i].item_id.data, t->item_id.len);
     }
 
-    for (i = 0; i < n; i++) {
-        if (cut[i].item_id.len == call->said.item_id_len
-            && ngx_memcmp(cut[i].item_id.data, call->said.item_id,
-                          call->said.item_id_len)
+    if (said->pending) {
+        ngx_voice_call_agent_was_cut(call);
+    }
+}
+
+
+/* the words held are written as cut if the last barge-in cut their item */
+static ngx_uint_t
+ngx_voice_call_agent_was_cut(ngx_voice_call_t *call)
+{
+    ngx_uint_t              i;
+    ngx_voice_call_said_t  *said;
+
+    said = &call->said;
+
+    for (i = 0; i < said->ncut; i++) {
+        if (said->cut[i].item_id.len == said->item_id_len
+            && ngx_memcmp(said->cut[i].item_id.data, said->item_id,
+                          said->item_id_len)
                == 0)
         {
-            ngx_voice_call_write_said(call, &cut[i]);
-            return;
+            ngx_voice_call_write_said(call, &said->cut[i]);
+            return 1;
         }
     }
+
+    return 0;
 }
 
 
@@ -362,6 +393,10 @@ ngx_voice_call_agent_transcript(ngx_voice_call_t *call, ngx_uint_t assistant,
     said->text_len = ngx_min(text->len, NGX_VOICE_TRANSCRIPT_LINE_MAX);
     ngx_memcpy(said->text, text->data, said->text_len);
     said->pending = 1;
+
+    if (ngx_voice_call_agent_was_cut(call)) {
+        return NGX_OK;
+    }
 
     if (!ngx_voice_playback_is_playing(&call->playback)) {
         ngx_voice_call_write_said(call, NULL);
