@@ -367,7 +367,30 @@ twiml_ok(action($sid), FALLBACK, 'after it');
 
 
 
-=== TEST 13: a label the action location does not configure: the fallback, never a Dial
+=== TEST 13: a call that lasts longer than the ttl still leaves its record, for the ttl after its end
+The token was consumed at the upgrade, 3 s before the model hangs up.
+--- http_config
+voice_token_zone tokens:1m ttl=1s;
+voice_public_url https://voice.example.com;
+voice_twilio_auth_token 12345;
+voice_hangup on;
+voice_call_action_url /call-action;
+voice_fallback_say "Sorry, we could not connect you.";
+--- twilio_script
+setup
+sleep 3000
+tool end_call {}
+wait_close 3000
+--- expect_twilio_close: 1000 by server
+--- perl_check
+twiml_ok(action($_[2]{t}{call_sid}), HANGUP, 'the action');
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 14: a label the action location does not configure: the fallback, never a Dial
 The stream location offers "ghost"; the action location, whose
 configuration decides the destination, has no such label.
 --- http_config
@@ -394,7 +417,7 @@ twiml_ok(action($_[2]{t}{call_sid}), FALLBACK, 'the action');
 
 
 
-=== TEST 14: the action location takes POST only
+=== TEST 15: the action location takes POST only
 --- config
 location = /call-action { voice_call_action; }
 --- request
@@ -407,7 +430,7 @@ Allow: POST
 
 
 
-=== TEST 15: two workers: the worker that did not run the call answers its action, the same way
+=== TEST 16: two workers: the worker that did not run the call answers its action, the same way
 The call runs in one worker (its "call ended" line names it); action
 requests go to either worker (reuseport) until the other one answered.
 --- workers: 2
