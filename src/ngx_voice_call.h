@@ -60,17 +60,26 @@ typedef enum {
 } ngx_voice_end_e;
 
 
-/* the model's last words, held until it is known whether they were cut */
+/* an utterance of the model's, held until it is known whether it was cut */
 typedef struct {
-    ngx_uint_t                   pending;
     u_char                       item_id[NGX_VOICE_ID_MAX];
     size_t                       item_id_len;
     u_char                       previous[NGX_VOICE_ID_MAX];
     size_t                       previous_len;
     u_char                      *text;           /* LINE_MAX, on first need */
     size_t                       text_len;
+} ngx_voice_call_words_t;
 
-    /* the last barge-in's cuts: an item's words may come after its cut */
+
+/*
+ * The model's words held, oldest first (one per item that may still be
+ * playing), and the last barge-in's cuts: an item's words may also come
+ * after its cut.
+ */
+typedef struct {
+    ngx_voice_call_words_t       words[NGX_VOICE_ITEMS];
+    ngx_uint_t                   pending;        /* how many are held */
+
     ngx_voice_truncation_t       cut[NGX_VOICE_ITEMS];
     u_char                       cut_id[NGX_VOICE_ITEMS]
                                        [NGX_VOICE_PLAYBACK_ID_MAX];

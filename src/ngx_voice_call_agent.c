@@ -36,7 +36,6 @@ static ngx_int_t ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
 static ngx_int_t ngx_voice_call_agent_end(ngx_voice_call_t *call,
     ngx_voice_tool_call_t *tc, ngx_str_t *outcome);
 static void ngx_voice_call_agent_drained(ngx_event_t *ev);
-static ngx_uint_t ngx_voice_call_agent_was_cut(ngx_voice_call_t *call);
 static ngx_uint_t ngx_voice_call_agent_is(ngx_voice_tool_call_t *tc,
     const char *name);
 
@@ -261,7 +260,7 @@ ngx_voice_call_agent_played(ngx_voice_call_t *call)
     /* all that was said was heard: nothing of it can be cut any more */
 
     if (call->said.pending) {
-        ngx_voice_call_write_said(call, NULL);
+        ngx_voice_call_write_said(call);
     }
 
     if (call->agent_ending && !call->closing) {
@@ -318,32 +317,8 @@ ngx_voice_call_agent_cut(ngx_voice_call_t *call, ngx_voice_truncation_t *cut,
     }
 
     if (said->pending) {
-        ngx_voice_call_agent_was_cut(call);
+        ngx_voice_call_write_said(call);
     }
-}
-
-
-/* the words held are written as cut if the last barge-in cut their item */
-static ngx_uint_t
-ngx_voice_call_agent_was_cut(ngx_voice_call_t *call)
-{
-    ngx_uint_t              i;
-    ngx_voice_call_said_t  *said;
-
-    said = &call->said;
-
-    for (i = 0; i < said->ncut; i++) {
-        if (said->cut[i].item_id.len == said->item_id_len
-            && ngx_memcmp(said->cut[i].item_id.data, said->item_id,
-                          said->item_id_len)
-               == 0)
-        {
-            ngx_voice_call_write_said(call, &said->cut[i]);
-            return 1;
-        }
-    }
-
-    return 0;
 }
 
 
@@ -352,6 +327,8 @@ ngx_voice_call_agent_transcript(ngx_voice_call_t *call, ngx_uint_t assistant,
     ngx_str_t *item_id, ngx_str_t *previous, ngx_str_t *text)
 {
     ngx_voice_call_said_t        *said;
+    ngx_voice_call_words_t       *w;
+    ngx_voice_truncation_t       *cut;
     ngx_voice_transcript_line_t   line;
 
     if (call->transcript == NULL || text->len == 0) {
@@ -373,34 +350,42 @@ ngx_voice_call_agent_transcript(ngx_voice_call_t *call, ngx_uint_t assistant,
     /* the model's words wait until it is known whether they were cut */
 
     said = &call->said;
+    cut = ngx_voice_call_said_cut(call, item_id);
 
-    if (said->pending) {
-        ngx_voice_call_write_said(call, NULL);
+    if (cut || !ngx_voice_playback_is_playing(&call->playback)) {
+        /* cut already (they came after the barge-in), or heard whole */
+
+        if (!cut && said->pending) {
+            ngx_voice_call_write_said(call);
+        }
+
+        ngx_voice_call_write_words(call, item_id, previous, text, cut);
+        return NGX_OK;
     }
 
-    if (said->text == NULL) {
-        said->text = ngx_pnalloc(call->request->pool,
-                                 NGX_VOICE_TRANSCRIPT_LINE_MAX);
-        if (said->text == NULL) {
+    if (said->pending == NGX_VOICE_ITEMS) {
+        /* more items than can be playing: the oldest were heard */
+        ngx_voice_call_write_said(call);
+    }
+
+    w = &said->words[said->pending];
+
+    if (w->text == NULL) {
+        w->text = ngx_pnalloc(call->request->pool,
+                              NGX_VOICE_TRANSCRIPT_LINE_MAX);
+        if (w->text == NULL) {
             return NGX_OK;
         }
     }
 
-    said->item_id_len = ngx_min(item_id->len, NGX_VOICE_ID_MAX);
-    ngx_memcpy(said->item_id, item_id->data, said->item_id_len);
-    said->previous_len = ngx_min(previous->len, NGX_VOICE_ID_MAX);
-    ngx_memcpy(said->previous, previous->data, said->previous_len);
-    said->text_len = ngx_min(text->len, NGX_VOICE_TRANSCRIPT_LINE_MAX);
-    ngx_memcpy(said->text, text->data, said->text_len);
-    said->pending = 1;
+    w->item_id_len = ngx_min(item_id->len, NGX_VOICE_ID_MAX);
+    ngx_memcpy(w->item_id, item_id->data, w->item_id_len);
+    w->previous_len = ngx_min(previous->len, NGX_VOICE_ID_MAX);
+    ngx_memcpy(w->previous, previous->data, w->previous_len);
+    w->text_len = ngx_min(text->len, NGX_VOICE_TRANSCRIPT_LINE_MAX);
+    ngx_memcpy(w->text, text->data, w->text_len);
 
-    if (ngx_voice_call_agent_was_cut(call)) {
-        return NGX_OK;
-    }
-
-    if (!ngx_voice_playback_is_playing(&call->playback)) {
-        ngx_voice_call_write_said(call, NULL);
-    }
+    said->pending++;
 
     return NGX_OK;
 }

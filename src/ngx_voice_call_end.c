@@ -248,7 +248,7 @@ ngx_voice_call_release(ngx_voice_call_t *call)
     ngx_voice_metric_inc(calls[call->end_code]);
 
     if (call->said.pending) {
-        ngx_voice_call_write_said(call, NULL);
+        ngx_voice_call_write_said(call);
     }
 
     ngx_voice_call_log_end(call);
@@ -267,27 +267,43 @@ ngx_voice_call_release(ngx_voice_call_t *call)
 
 
 void
-ngx_voice_call_write_said(ngx_voice_call_t *call, ngx_voice_truncation_t *cut)
+ngx_voice_call_write_said(ngx_voice_call_t *call)
 {
-    ngx_str_t                     item_id, previous, text;
-    ngx_voice_transcript_line_t   line;
+    ngx_uint_t               i;
+    ngx_str_t                item_id, previous, text;
+    ngx_voice_call_words_t  *w;
+
+    for (i = 0; i < call->said.pending; i++) {
+        w = &call->said.words[i];
+
+        item_id.data = w->item_id;
+        item_id.len = w->item_id_len;
+        previous.data = w->previous;
+        previous.len = w->previous_len;
+        text.data = w->text;
+        text.len = w->text_len;
+
+        ngx_voice_call_write_words(call, &item_id, &previous, &text,
+                                   ngx_voice_call_said_cut(call, &item_id));
+    }
 
     call->said.pending = 0;
+}
 
-    item_id.data = call->said.item_id;
-    item_id.len = call->said.item_id_len;
-    previous.data = call->said.previous;
-    previous.len = call->said.previous_len;
-    text.data = call->said.text;
-    text.len = call->said.text_len;
+
+void
+ngx_voice_call_write_words(ngx_voice_call_t *call, ngx_str_t *item_id,
+    ngx_str_t *previous, ngx_str_t *text, ngx_voice_truncation_t *cut)
+{
+    ngx_voice_transcript_line_t  line;
 
     ngx_memzero(&line, sizeof(ngx_voice_transcript_line_t));
 
     line.call_sid = &call->info.call_sid;
-    line.item_id = &item_id;
-    line.previous_item_id = &previous;
+    line.item_id = item_id;
+    line.previous_item_id = previous;
     line.assistant = 1;
-    line.text = &text;
+    line.text = text;
 
     if (cut) {
         line.interrupted = 1;
@@ -296,6 +312,26 @@ ngx_voice_call_write_said(ngx_voice_call_t *call, ngx_voice_truncation_t *cut)
     }
 
     (void) ngx_voice_transcript_write(call->transcript, &line, call->log);
+}
+
+
+ngx_voice_truncation_t *
+ngx_voice_call_said_cut(ngx_voice_call_t *call, ngx_str_t *item_id)
+{
+    ngx_uint_t               i;
+    ngx_voice_truncation_t  *t;
+
+    for (i = 0; i < call->said.ncut; i++) {
+        t = &call->said.cut[i];
+
+        if (t->item_id.len == item_id->len
+            && ngx_memcmp(t->item_id.data, item_id->data, item_id->len) == 0)
+        {
+            return t;
+        }
+    }
+
+    return NULL;
 }
 
 

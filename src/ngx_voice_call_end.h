@@ -42,11 +42,18 @@ void ngx_voice_call_finish(ngx_voice_call_t *call);
 void ngx_voice_call_cleanup(void *data);
 
 /*
- * The model's words held for the transcript, written out: cut by a
- * barge-in ("cut" says where), or heard whole ("cut" NULL).
+ * The model's words held for the transcript, all written out: those the
+ * last barge-in cut say where, the others were heard whole.
  */
-void ngx_voice_call_write_said(ngx_voice_call_t *call,
-    ngx_voice_truncation_t *cut);
+void ngx_voice_call_write_said(ngx_voice_call_t *call);
+
+/* one utterance of the model's: cut by a barge-in, or heard whole (NULL) */
+void ngx_voice_call_write_words(ngx_voice_call_t *call, ngx_str_t *item_id,
+    ngx_str_t *previous, ngx_str_t *text, ngx_voice_truncation_t *cut);
+
+/* where the last barge-in cut an item, or NULL */
+ngx_voice_truncation_t *ngx_voice_call_said_cut(ngx_voice_call_t *call,
+    ngx_str_t *item_id);
 
 /*
  * Adds what the call sent since the last time to the shared metrics:
