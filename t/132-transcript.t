@@ -306,7 +306,46 @@ qr/voice: call ended, CallSid CA\w+, .*interruptions 1, /
 
 
 
-=== TEST 7: quotes, backslashes, newlines, control characters and non-ASCII text: valid JSON, the text intact
+=== TEST 7: two answers in a row, the first not played out when the caller speaks: both lines say how much was played
+Item A: 3 deltas of 1600 bytes (600 ms), its transcript; then item B (a
+new response): 2 deltas of 1600 bytes (400 ms), its transcript.  Twilio
+echoed one mark: A played 200 of 600 ms, B 0 of 400.
+--- twilio_call
+echo_marks: 1
+--- twilio_script
+setup
+added item_A null assistant
+deltas 3x1600 item_A
+model item_A The first answer.
+added item_B item_A assistant
+deltas 2x1600 item_B
+model item_B And a second one.
+wait mark 5
+speech_started
+wait clear
+sleep 300
+stop
+wait_close 3000
+--- perl_check
+my $sid = $_[2]{t}{call_sid};
+my @f = map { fields($_) } lines($sid, 2);
+is_deeply(\@f, [
+    { call_sid => $sid, item_id => 'item_A', previous_item_id => undef,
+      who => 'assistant', text => 'The first answer.',
+      interrupted => JSON::PP::true, played_ms => 200, generated_ms => 600 },
+    { call_sid => $sid, item_id => 'item_B', previous_item_id => 'item_A',
+      who => 'assistant', text => 'And a second one.',
+      interrupted => JSON::PP::true, played_ms => 0, generated_ms => 400 },
+], 'both cut, each with its own played and generated ms') or diag explain \@f;
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*interruptions 1, /
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 8: quotes, backslashes, newlines, control characters and non-ASCII text: valid JSON, the text intact
 --- twilio_script eval
 my $text = "She said \"hi\" \\o/\nthen\ttabbed\r\x01\x1f \x{e9}t\x{e9} \x{65e5}\x{672c} \x{1f600} \x{2028}end";
 my $ctl = JSON::PP->new->ascii->canonical->encode([
@@ -329,7 +368,7 @@ unlike($raw[0], qr/[\x00-\x1f]/, 'no raw control character in the line');
 
 
 
-=== TEST 8: a transcript longer than 4 KiB: cut on a character boundary, marked "cut":true, still one JSON line
+=== TEST 9: a transcript longer than 4 KiB: cut on a character boundary, marked "cut":true, still one JSON line
 --- twilio_script eval
 my $long = join '', map { "word$_ \x{e9}\x{65e5} " } 1 .. 600;     # ~8 KB
 my $ctl = JSON::PP->new->ascii->canonical->encode([
@@ -360,7 +399,7 @@ is($j[2]{text}, 'x' x 3500, 'whole');
 
 
 
-=== TEST 9: a file nginx creates gets mode 0600, and one that existed with 0644 is made 0600 once written to
+=== TEST 10: a file nginx creates gets mode 0600, and one that existed with 0644 is made 0600 once written to
 --- http_config
 voice_token_zone tokens:1m;
 voice_public_url https://voice.example.com;
@@ -403,7 +442,7 @@ is(mode_of($main::Existing), '0600', 'the file that was 0644 is 0600 now');
 
 
 
-=== TEST 10: nothing is written when the directive is off, and session.update asks for no transcription
+=== TEST 11: nothing is written when the directive is off, and session.update asks for no transcription
 --- stream_config
 voice_transcript_log off;
 --- http_config
@@ -437,7 +476,7 @@ is_deeply(\@files, [], 'no other file in logs/') or diag explain \@files;
 
 
 
-=== TEST 11: no voice_transcript_log at all: no transcription asked for
+=== TEST 12: no voice_transcript_log at all: no transcription asked for
 --- http_config
 voice_token_zone tokens:1m;
 voice_public_url https://voice.example.com;
@@ -460,7 +499,7 @@ is(scalar(raw_lines($_[2]{t}{call_sid}, 1)), 0, 'nothing written');
 
 
 
-=== TEST 12: a line reaches the file within a second or so, while the call goes on
+=== TEST 13: a line reaches the file within a second or so, while the call goes on
 --- perl_check
 my $seen;
 my $t = twilio_call(steps => [
@@ -481,7 +520,7 @@ is(scalar @$seen, 1, 'the line was in the file before the call ended');
 
 
 
-=== TEST 13: nginx -s reopen after the file was renamed: new lines go to a new file (mode 0600), the old one keeps its own
+=== TEST 14: nginx -s reopen after the file was renamed: new lines go to a new file (mode 0600), the old one keeps its own
 --- master_on
 --- perl_check
 my $path = transcript_path();
@@ -500,7 +539,7 @@ is(mode_of($path), '0600', 'the new file is 0600');
 
 
 
-=== TEST 14: four reopens in a row with no line in between: the newest file is 0600 too
+=== TEST 15: four reopens in a row with no line in between: the newest file is 0600 too
 Each reopen moves the descriptors of nginx's three files around (error.log,
 access.log, the transcript log); after four, the transcript log's is
 the number it had when it was last written to.
