@@ -73,12 +73,12 @@ add_block_preprocessor(sub {
 sub transcript_path { servroot() . '/logs/transcript.log' }
 
 # The raw lines of call $sid in $path (default logs/transcript.log),
-# waiting up to 3 s for $n of them.
+# waiting up to 3 s (9 under memcheck) for $n of them.
 sub raw_lines {
     my ($sid, $n, $path) = @_;
     $path //= transcript_path();
     my @l;
-    for (1 .. 60) {
+    for (1 .. ($ENV{TEST_NGINX_USE_VALGRIND} ? 180 : 60)) {
         my $all = -e $path ? Test::Voice::read_from($path, 0) : '';
         @l = grep { index($_, qq{"call_sid":"$sid"}) >= 0 } split /\n/, $all;
         last if @l >= $n;
@@ -128,12 +128,15 @@ sub call_saying {
 }
 
 # nginx -s reopen: USR1 to the master, then wait until it and its worker
-# have reopened.
+# have reopened the transcript log (their debug lines "reopen file"; the
+# "reopening logs" notice comes before): a file renamed before the worker
+# reopened would be made by the worker, which may not write in logs/.
 sub reopen {
-    my $before = () = error_log_since_start() =~ /reopening logs/g;
+    my $re = qr/reopen file "[^"]*\/transcript\.log"/;
+    my $before = () = error_log_since_start() =~ /$re/g;
     kill 'USR1', nginx_pid() or return 0;
-    for (1 .. 100) {
-        my $n = () = error_log_since_start() =~ /reopening logs/g;
+    for (1 .. 200) {
+        my $n = () = error_log_since_start() =~ /$re/g;
         return 1 if $n >= $before + 2;
         Time::HiRes::sleep(0.05);
     }
