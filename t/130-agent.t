@@ -34,7 +34,7 @@ voice_call_action_url /call-action;
 log_format voice 'call=$voice_call_sid reason="$voice_close_reason"';
 HTTP
 
-voice_setup();
+voice_setup(locations => "location = /call-action { voice_call_action; }\n");
 
 # --- this file's words in --- twilio_script --------------------------------
 #
