@@ -185,7 +185,7 @@ ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
     u_char     *p;
     size_t      len;
     ngx_str_t   output;
-    u_char      buf[256];
+    u_char      buf[1024];
 
     /* the texts are constants, well within the buffer once escaped */
     len = ngx_min(ngx_strlen(error), (sizeof(buf) - 16) / 6);
