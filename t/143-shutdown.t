@@ -435,7 +435,7 @@ unlike($log, qr/\[error\]/, 'no [error] line');
 With <Connect action>, Twilio asks the action location when the stream
 ends rather than going on with the TwiML.  The old worker recorded the
 call's end in the zone, which survives the reload; a new worker answers
-voice_fallback_say then <Hangup/>.
+voice_fallback_say then <Hangup/>.  /metrics counts it as a shutdown.
 --- master_on
 --- main_config
 worker_shutdown_timeout 2s;
@@ -444,6 +444,7 @@ voice_fallback_say "We are updating the service. Please call again.";
 voice_call_action_url /call-action;
 location = /incoming-call { voice_incoming_call; }
 location = /call-action { voice_call_action; }
+location = /metrics { voice_status; }
 location /media-stream/ {
     voice_media_stream;
     voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
@@ -472,6 +473,9 @@ is($r->{body}, '<Response><Say>We are updating the service. Please call again.</
 like(error_log_since_start(),
      qr/\[info\] (?!$w#)\d+#\d+: \*\d+ voice: call action for call \Q$sid\E: no outcome recorded, the fallback/,
      'answered by a new worker');
+my $m = http_get('/metrics')->{body} // '';
+like($m, qr/^ngx_voice_calls_total\{reason="shutdown"\} 1$/m, 'counted as a shutdown in /metrics');
+like($m, qr/^ngx_voice_calls_active 0$/m, 'and no longer active');
 --- no_error_log
 [error]
 
