@@ -101,6 +101,8 @@ typedef struct {
     ngx_voice_transcript_file_t *transcript;
 
     ngx_voice_twilio_t           twilio;
+    ngx_event_handler_pt         http_read;      /* nginx's, run behind */
+    ngx_event_handler_pt         http_write;     /* ours: see call_io.c */
     ngx_voice_upstream_t         upstream;
     ngx_voice_realtime_t         openai;
     ngx_voice_playback_t         playback;

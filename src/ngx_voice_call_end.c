@@ -178,8 +178,9 @@ ngx_voice_call_finish(ngx_voice_call_t *call)
 
 
 /*
- * nginx terminated the request itself: worker_shutdown_timeout (c->close)
- * or a client abort.  Close frames go out as far as the sockets take them.
+ * nginx terminated the request itself (worker_shutdown_timeout is handled
+ * before: see ngx_voice_call_twilio_event()).  Close frames go out as far
+ * as the sockets take them.
  */
 void
 ngx_voice_call_cleanup(void *data)
