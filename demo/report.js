@@ -185,9 +185,9 @@ fs.writeFileSync(path.join(dir, 'call.gp'), `# made by demo/report.js
 set terminal png size 1200,600 noenhanced
 set output ARG1
 set datafile commentschars ";"
-# sox's -t dat on stdin, read once: time, left, right
+# sox's -t dat on stdin, read once (every 4th sample): time, left, right
 set table $D
-plot "/dev/stdin" using 1:2:3 with table
+plot "/dev/stdin" every 4 using 1:2:3 with table
 unset table
 set multiplot layout 2,1 title "ngx_voice demo call (seconds from the webhook)"
 set xrange [0:${(len / 8000).toFixed(2)}]
