@@ -20,7 +20,8 @@
 //
 // It writes, in dir: events.jsonl (lines with "t" and "who": "caller"),
 // caller-heard.ul (what it played, μ-law, 0xFF where nothing played) and
-// caller-heard.json {"start_t": ms since the epoch of its first byte}.
+// caller-heard.json {"start_t": ms since the epoch of its first byte,
+// "messages": {"sent", "received", "pings"}: what it counted}.
 // Exit status 0 when the call went as described, else 1 (reason on
 // stderr).
 
@@ -176,8 +177,12 @@ async function main() {
       perMessageDeflate: false });
   let seq = 0;
   let closed = null;
+  const count = { sent: 0, received: 0, pings: 0 };
   const send = (msg) => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify(msg));
+      count.sent++;
+    }
   };
 
   ws.on('upgrade', (r) => event({ ev: 'upgrade', status: r.statusCode }));
@@ -195,7 +200,7 @@ async function main() {
                   mediaFormat: { encoding: 'audio/x-mulaw',
                                  sampleRate: 8000, channels: 1 },
                   customParameters: {} } });
-  event({ ev: 'start_sent', stream_sid: streamSid });
+  event({ ev: 'start_sent', call_sid: callSid, stream_sid: streamSid });
 
   let heardAny = false;
   let cleared = false;
@@ -203,7 +208,9 @@ async function main() {
   let lastAudio = 0;
   let marks = 0;
 
+  ws.on('ping', () => { count.pings++; });
   ws.on('message', (data) => {
+    count.received++;
     let msg;
     try {
       msg = JSON.parse(data.toString());
@@ -322,7 +329,7 @@ async function main() {
                                                     speaker.nowPos())));
   fs.writeFileSync(path.join(DIR, 'caller-heard.json'),
                    JSON.stringify({ start_t: t0, played_ms: speaker.played / 8,
-                                    marks }) + '\n');
+                                    marks, messages: count }) + '\n');
   if (said !== 3) fail(`the call ended early (close ${closed.code})`);
   if (closed.code !== 1000) fail(`close ${closed.code} ${closed.reason}`);
 }

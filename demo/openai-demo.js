@@ -28,7 +28,7 @@
 //   openai-heard.ul    every byte of caller audio it received, in order
 //   openai-heard.json  {"start_t": ms since the epoch of its first byte}:
 //                      the earliest placement where no byte is heard
-//                      before it arrived (the first audio arrives in a
+//                      before it arrived (the first audio may arrive in a
 //                      burst: what the module held until the session was
 //                      up)
 
@@ -92,34 +92,34 @@ function speechStarted(ctx, st) {
   const item = `item_user_${st.items}`;
   st.item = item;
   const at = (st.frames - START_FRAMES) * 20;
+  event({ ev: 'speech_started', audio_start_ms: at, item_id: item });
   ctx.send({ type: 'input_audio_buffer.speech_started',
              event_id: `evt_ss${st.items}`, audio_start_ms: at,
              item_id: item });
-  event({ ev: 'speech_started', audio_start_ms: at, item_id: item });
   const r = st.response;
   if (r && !r.done) {
     // server_vad's interrupt_response: the response stops here
     r.cancelled = true;
     r.done = true;
+    event({ ev: 'response_cancelled', response_id: r.id,
+            sent_ms: r.sent / 8 });
     ctx.send({ type: 'response.done', event_id: `evt_rd${r.n}`,
                response: { id: r.id, object: 'realtime.response',
                            status: 'cancelled',
                            status_details: { type: 'cancelled',
                                              reason: 'turn_detected' } } });
-    event({ ev: 'response_cancelled', response_id: r.id,
-            sent_ms: r.sent / 8 });
   }
 }
 
 function speechStopped(ctx, st) {
   const at = (st.frames - STOP_FRAMES) * 20;
+  event({ ev: 'speech_stopped', audio_end_ms: at, item_id: st.item });
   ctx.send({ type: 'input_audio_buffer.speech_stopped',
              event_id: `evt_sp${st.items}`, audio_end_ms: at,
              item_id: st.item });
   ctx.send({ type: 'input_audio_buffer.committed',
              event_id: `evt_cm${st.items}`, item_id: st.item,
              previous_item_id: null });
-  event({ ev: 'speech_stopped', audio_end_ms: at, item_id: st.item });
   respond(ctx, st);
 }
 
@@ -131,11 +131,11 @@ function respond(ctx, st) {
   const r = { n, id: `resp_${n}`, item: `item_reply_${n}`, sent: 0,
               done: false, cancelled: false };
   st.response = r;
+  event({ ev: 'response_created', response_id: r.id, item_id: r.item,
+          ms: audio.length / 8 });
   ctx.send({ type: 'response.created', event_id: `evt_rc${n}`,
              response: { id: r.id, object: 'realtime.response',
                          status: 'in_progress', output: [] } });
-  event({ ev: 'response_created', response_id: r.id, item_id: r.item,
-          ms: audio.length / 8 });
   const t0 = Date.now();
   const tick = () => {
     if (r.cancelled) return;
@@ -156,13 +156,13 @@ function respond(ctx, st) {
       return;
     }
     r.done = true;
+    event({ ev: 'response_done', response_id: r.id, sent_ms: r.sent / 8 });
     ctx.send({ type: 'response.output_audio.done', event_id: `evt_ad${n}`,
                response_id: r.id, item_id: r.item, output_index: 0,
                content_index: 0 });
     ctx.send({ type: 'response.done', event_id: `evt_rd${n}`,
                response: { id: r.id, object: 'realtime.response',
                            status: 'completed' } });
-    event({ ev: 'response_done', response_id: r.id, sent_ms: r.sent / 8 });
   };
   tick();
 }

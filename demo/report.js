@@ -53,7 +53,8 @@ if ((e = need('101', first('upgrade', (x) => x.status === 101)))) {
      + '101 Switching Protocols');
 }
 if ((e = first('start_sent'))) {
-  at(e, 'caller', `connected, start (StreamSid ${e.stream_sid})`);
+  at(e, 'caller', `connected, start (CallSid ${e.call_sid}, StreamSid `
+     + `${e.stream_sid})`);
 }
 if ((e = need('OpenAI connect', first('openai_connect')))) {
   at(e, 'openai', `nginx opened its TLS WebSocket: GET ${e.url}`
@@ -157,6 +158,18 @@ if (ended.length) {
   process.stdout.write('  (no "call ended" line)\n');
   missing.push('the call ended line');
 }
+// what nginx counted, as the peers counted it: data messages in, every
+// frame out (the close frame, pings)
+const cm = json('caller-heard.json').messages;
+const oa = { sent: 0, message: 0, ping: 0 };
+read('openai.log').toString().split('\n').forEach((l) => {
+  const m = /^\{"ev":"(sent|message|ping)"/.exec(l);
+  if (m) oa[m[1]]++;
+});
+process.stdout.write(`  counted by the peers: from Twilio ${cm.sent}, to Twilio `
+  + `${cm.received} + close${cm.pings ? ` + ${cm.pings} pings` : ''}, `
+  + `from OpenAI ${oa.sent}, to OpenAI ${oa.message} + close`
+  + `${oa.ping ? ` + ${oa.ping} pings` : ''}\n`);
 const bad = log.filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
 if (bad.length) {
   process.stdout.write('nginx error.log, warnings and errors:\n');
