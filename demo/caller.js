@@ -40,9 +40,9 @@ const DIR = cfg.dir;
 const FRAME = 160;
 const SILENCE = 0xff;
 
-function event(what) {
+function event(what, t) {
   fs.appendFileSync(path.join(DIR, 'events.jsonl'), JSON.stringify(
-    Object.assign({ t: Date.now(), who: 'caller' }, what)) + '\n');
+    Object.assign({ t: t || Date.now(), who: 'caller' }, what)) + '\n');
 }
 
 function fail(why) {
@@ -265,10 +265,10 @@ async function main() {
   let said = 0;
   let playedAtBargeIn = null;
 
+  // (the event is written with its first frame, at that frame's time)
   const speak = (n) => {
-    talking = { n, audio: say[n], off: 0 };
-    event({ ev: 'speak', n, ms: say[n].length / 8,
-            while_playing_ms: speaker.queuedBytes() / 8 });
+    talking = { n, audio: say[n], off: 0,
+                queued_ms: speaker.queuedBytes() / 8 };
   };
 
   await new Promise((resolve) => {
@@ -305,6 +305,11 @@ async function main() {
       while (said < 3 && mediaT0 + frames * 20 <= Date.now()) {
         let f = Buffer.alloc(FRAME, SILENCE);
         if (talking) {
+          if (talking.off === 0) {
+            event({ ev: 'speak', n: talking.n, ms: talking.audio.length / 8,
+                    while_playing_ms: talking.queued_ms },
+                  mediaT0 + frames * 20);
+          }
           talking.audio.copy(f, 0, talking.off, talking.off + FRAME);
           talking.off += FRAME;
           if (talking.off >= talking.audio.length) {

@@ -23,12 +23,14 @@ File::Path::remove_tree($out);
 File::Path::make_path($out);
 
 my ($stdout, $stderr) = ('', '');
+my $shown;
+sub show { diag("demo/run printed:\n$stdout\n$stderr") unless $shown++ }
 my $ok = do {
     local $ENV{DEMO_OUT} = $out;
     IPC::Run::run(["$top/demo/run"], '<', \undef, '>', \$stdout,
                   '2>', \$stderr, IPC::Run::timeout(180));
 };
-ok($ok, 'demo/run exits 0') or diag("exit $?\n$stdout\n$stderr");
+ok($ok, 'demo/run exits 0') or diag("exit $?"), show();
 unlike($stdout . $stderr, qr/AddressSanitizer|LeakSanitizer|runtime error:/,
        'no sanitizer report');
 unlike($stdout, qr/warnings and errors|MISSING|UNEXPECTED/,
@@ -42,7 +44,7 @@ my @lines = map {
 } split /\n/, $stdout;
 my @ms = map { $_->{ms} } @lines;
 is_deeply(\@ms, [sort { $a <=> $b } @ms], 'the timeline is in time order')
-    or diag($stdout);
+    or show();
 
 # Each event: its line (exactly one unless told), its time and captures.
 my %ev;
@@ -50,10 +52,10 @@ sub event {
     my ($name, $who, $re, $nth) = @_;
     my @m = grep { $_->{who} eq $who && $_->{text} =~ $re } @lines;
     if ($nth) {
-        ok(@m >= $nth, "timeline: $name") or diag($stdout);
+        ok(@m >= $nth, "timeline: $name") or show();
         @m = ($m[$nth - 1] // ());
     } else {
-        is(scalar @m, 1, "timeline: $name") or diag($stdout);
+        is(scalar @m, 1, "timeline: $name") or show();
     }
     return unless @m;
     my @cap = $m[0]{text} =~ $re;
@@ -150,7 +152,7 @@ SKIP: {
 
 my ($call_sid, $stream_sid) = @{ $ev{start}{cap} // [] };
 my @info = grep { /voice: call ended/ } split /\n/, $stdout;
-is(scalar @info, 1, 'one "call ended" line') or diag($stdout);
+is(scalar @info, 1, 'one "call ended" line') or show();
 my $info = $info[0] // '';
 my $info_re = qr{\[info\] \d+#\d+: \*\d+ voice: call ended, }
      . qr{CallSid \Q$call_sid\E, StreamSid \Q$stream_sid\E, }
@@ -164,7 +166,7 @@ my ($ftw_in, $ftw_out, $foa_in, $foa_out) = $info =~
     /frames from Twilio (\d+), to Twilio (\d+), from OpenAI (\d+), to OpenAI (\d+)/;
 my ($ctw_in, $ctw_out, $tw_pings, $coa_in, $coa_out, $oa_pings) = $stdout =~
     /counted by the peers: from Twilio (\d+), to Twilio (\d+) \+ close(?: \+ (\d+) pings)?, from OpenAI (\d+), to OpenAI (\d+) \+ close(?: \+ (\d+) pings)?/;
-ok(defined $ctw_in, 'the peers\' counts are printed') or diag($stdout);
+ok(defined $ctw_in, 'the peers\' counts are printed') or show();
 is($ftw_in, $ctw_in, 'frames from Twilio: the messages the caller sent');
 is($ftw_out, $ctw_out + 1 + ($tw_pings // 0),
    'frames to Twilio: the messages the caller got, its close and pings');
