@@ -29,7 +29,7 @@ const t0 = events.find((e) => e.ev === 'webhook').t;
 const first = (ev, pred) => events.find((e) => e.ev === ev
                                         && (!pred || pred(e)));
 
-// --- the timeline -------------------------------------------------------------
+// --- the timeline -----------------------------------------------------------
 
 const lines = [];
 const missing = [];
@@ -86,8 +86,9 @@ for (const x of events) {
                 + `(audio_end_ms ${x.audio_end_ms}), committed`]);
     break;
   case 'response_created':
-    lines.push([ms, 'openai', `response ${x.response_id}: ${Math.round(x.ms)} ms of `
-                + `synthesized reply, 100 ms deltas in real time`]);
+    lines.push([ms, 'openai', `response ${x.response_id}: `
+                + `${Math.round(x.ms)} ms of synthesized reply, 100 ms `
+                + 'deltas in real time']);
     break;
   case 'response_cancelled':
     lines.push([ms, 'openai', `response ${x.response_id} cancelled by the `
@@ -98,8 +99,8 @@ for (const x of events) {
                 + `(${Math.round(x.sent_ms)} ms sent)`]);
     break;
   case 'clear':
-    lines.push([ms, 'caller', `clear from nginx: ${x.dropped_ms} ms of queued audio `
-                + `dropped (${x.played_ms} ms played in all), `
+    lines.push([ms, 'caller', `clear from nginx: ${x.dropped_ms} ms of `
+                + `queued audio dropped (${x.played_ms} ms played in all), `
                 + `${x.marks_returned} marks sent back`]);
     break;
   case 'truncate':
@@ -160,14 +161,15 @@ if (ended.length) {
 }
 // what nginx counted, as the peers counted it: data messages in, every
 // frame out (the close frame, pings)
-const cm = json('caller-heard.json').messages;
+const cm = fs.existsSync(path.join(dir, 'caller-heard.json'))
+  ? json('caller-heard.json').messages : { sent: '?', received: '?' };
 const oa = { sent: 0, message: 0, ping: 0 };
 read('openai.log').toString().split('\n').forEach((l) => {
   const m = /^\{"ev":"(sent|message|ping)"/.exec(l);
   if (m) oa[m[1]]++;
 });
-process.stdout.write(`  counted by the peers: from Twilio ${cm.sent}, to Twilio `
-  + `${cm.received} + close${cm.pings ? ` + ${cm.pings} pings` : ''}, `
+process.stdout.write(`  counted by the peers: from Twilio ${cm.sent}, `
+  + `to Twilio ${cm.received} + close${cm.pings ? ` + ${cm.pings} pings` : ''}, `
   + `from OpenAI ${oa.sent}, to OpenAI ${oa.message} + close`
   + `${oa.ping ? ` + ${oa.ping} pings` : ''}\n`);
 const bad = log.filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
@@ -176,8 +178,14 @@ if (bad.length) {
   bad.forEach((l) => process.stdout.write(`  ${l}\n`));
 }
 
-// --- the two channels on one axis ------------------------------------------------
+// --- the two channels on one axis -------------------------------------------
 
+if (!fs.existsSync(path.join(dir, 'caller-heard.ul'))
+    || !fs.existsSync(path.join(dir, 'openai-heard.ul'))) {
+  process.stdout.write(`MISSING from the call: ${missing.concat(
+    'the audio of both sides').join(', ')}\n`);
+  process.exit(1);
+}
 const heardCaller = read('caller-heard.ul');
 const heardOpenai = read('openai-heard.ul');
 const offCaller = Math.round((json('caller-heard.json').start_t - t0) * 8);
@@ -207,7 +215,8 @@ set xrange [0:${(len / 8000).toFixed(2)}]
 set yrange [-1:1]
 set ytics 0.5
 set grid xtics
-set arrow 1 from ${bargeIn.toFixed(3)},-1 to ${bargeIn.toFixed(3)},1 nohead lc rgb "red" lw 2
+set arrow 1 from ${bargeIn.toFixed(3)},-1 to ${bargeIn.toFixed(3)},1 \\
+    nohead lc rgb "red" lw 2
 set label 1 "${label}" at ${bargeIn.toFixed(3)},0.85 offset 0.5,0 tc rgb "red"
 set ylabel "caller heard"
 plot $D using 1:2 with lines lc rgb "#1f6fb4" notitle
