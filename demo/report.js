@@ -106,7 +106,7 @@ for (const x of events) {
   case 'truncate':
     lines.push([ms, 'openai', `conversation.item.truncate ${x.item_id} `
                 + `audio_end_ms=${x.audio_end_ms} (of ${x.sent_ms} ms `
-                + `sent): the model forgets what the caller did not hear`]);
+                + `sent): the reply cut where the caller stopped hearing it`]);
     break;
   case 'first_audio_after_clear':
     lines.push([ms, 'caller', `first audio of the next reply`]);
