@@ -106,6 +106,8 @@ event(closed => 'caller', qr{^Media Stream closed \(1000\)$});
 event(oa_closed => 'openai', qr{^nginx closed the OpenAI WebSocket \(1000\)$});
 is(scalar(grep { $_->{text} =~ /^response resp_\d+:/ } @lines), 2,
    'two responses, no more');
+is(scalar(grep { $_->{text} =~ /^input_audio_buffer\.speech_/ } @lines), 4,
+   'two turns of the caller (started, stopped), no more');
 
 # what caused what: each event no earlier than its cause
 my @causal = (
