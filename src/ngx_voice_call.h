@@ -60,9 +60,13 @@ typedef enum {
 } ngx_voice_end_e;
 
 
-/* the model's last words, held until it is known whether they were cut */
+/*
+ * An utterance of the model's, held until it is known whether it was cut:
+ * as many as the playback tracks items (generation runs ahead of playback).
+ */
 typedef struct {
     ngx_uint_t                   pending;
+    ngx_uint_t                   seq;            /* the order they came in */
     u_char                       item_id[NGX_VOICE_ID_MAX];
     size_t                       item_id_len;
     u_char                       previous[NGX_VOICE_ID_MAX];
@@ -125,7 +129,8 @@ typedef struct {
     /* the phone agent: how a tool ended the call, the words held */
     u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
     size_t                       outcome_len;
-    ngx_voice_call_said_t        said;
+    ngx_voice_call_said_t        said[NGX_VOICE_ITEMS];
+    ngx_uint_t                   said_seq;
     ngx_voice_call_cut_t         cuts[NGX_VOICE_CALL_CUTS];  /* a ring */
     ngx_uint_t                   ncuts;
 
