@@ -200,7 +200,7 @@ fs.writeFileSync(path.join(dir, 'call.ul'), out);
 const clear = first('clear');
 const trunc = first('truncate');
 const bargeIn = clear ? (clear.t - t0) / 1000 : 0;
-const label = trunc ? `barge-in: clear, truncate at ${trunc.audio_end_ms} ms`
+const label = trunc ? `barge-in: clear, reply cut at ${trunc.audio_end_ms} ms`
                     : 'barge-in';
 fs.writeFileSync(path.join(dir, 'call.gp'), `# made by demo/report.js
 set terminal png size 1200,600 noenhanced
