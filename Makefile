@@ -125,6 +125,15 @@ test: test-deps
 	prove -I t/lib $(PROVE_ARGS)
 	cd twilio && node --test
 
+# A whole call on this machine with no accounts (demo/run): nginx with the
+# module and conf/ngx_voice.conf, a stand-in for OpenAI on TLS, a simulated
+# Twilio caller; prints the timeline, writes demo/call.wav and call.png.
+.PHONY: demo
+demo:
+	@util/install-deps demo
+	$(MAKE) build
+	demo/run
+
 # the call tests with nginx under valgrind's memcheck
 valgrind: test-deps
 	$(MAKE) build

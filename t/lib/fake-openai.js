@@ -28,7 +28,8 @@
 // Each ping the module sends is logged: {"ev":"ping","conn":N,"data":...}
 // (the `ws` package answers it with a pong by itself, unless nopong=1).
 // SCRIPT.js may export { onConnect(ws, ctx), onMessage(ws, msg, ctx) }
-// for anything else; ctx has { conn, url, query, send(obj), log(obj) }.
+// for anything else; ctx has { conn, url, query, headers, send(obj),
+// log(obj) } (headers: the handshake's, as node gives them).
 //
 // Also (additions for t/100-call.t and friends, off unless asked for):
 //
@@ -365,7 +366,8 @@ server.on('upgrade', (req, socket, head) => {
 
   wss.handleUpgrade(req, socket, head, (ws) => {
     const ctx = {
-      conn, url: req.url, query: url.searchParams, log,
+      conn, url: req.url, query: url.searchParams, headers: req.headers,
+      log,
       send: (obj) => {
         if (ws.readyState !== ws.OPEN) return;
         log({ ev: 'sent', conn, msg: obj });
