@@ -21,7 +21,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY config Makefile ngx_voice_module.c ./
 COPY src ./src
-COPY util ./util
+COPY util/check-build-deps ./util/
 RUN make build \
  && dpkg-query -W -f='${Version}' nginx-dev >build/nginx-version
 

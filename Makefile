@@ -152,7 +152,7 @@ fuzz:
 # the image, compose and Fly (README.md: "Docker and compose", "Fly.io")
 image-test: compose-check
 	@util/install-deps image
-	util/image-test
+	$(if $(filter 0,$(shell id -u)),,sudo) util/image-test
 
 compose-check:
 	util/compose-check
