@@ -19,6 +19,11 @@
 #                       letters, digits, spaces and . , ! ? ' : ( ) -
 #   RESOLVER            optional: nameserver addresses (default: those of
 #                       /etc/resolv.conf)
+#   OPENAI_URL          optional: wss://host[:port]/path?query of another
+#                       Realtime endpoint (voice_openai_url; default
+#                       OpenAI's), e.g. a stand-in in a test
+#   OPENAI_CA_FILE      optional: the CA certificates (PEM) that endpoint is
+#                       checked against (default: the system's)
 # A value that does not match its pattern stops the container with one
 # line naming the variable, and exit code 78 (EX_CONFIG).
 #
@@ -98,6 +103,20 @@ if [ -n "${GREETING:-}" ]; then
     session="$session${session:+$'\n'}        voice_greeting  \"$GREETING\";"
 fi
 
+if [ -n "${OPENAI_URL:-}" ]; then
+    check OPENAI_URL "^wss://($label\\.)*$label(:[1-9][0-9]{0,4})?(/[A-Za-z0-9._~/-]*)?(\\?[A-Za-z0-9._~=&%-]*)?\$" \
+        "wss://host[:port]/path?query (letters, digits, . _ ~ / - = & %)"
+    session="$session${session:+$'\n'}        voice_openai_url  $OPENAI_URL;"
+fi
+
+if [ -n "${OPENAI_CA_FILE:-}" ]; then
+    check OPENAI_CA_FILE '^/[A-Za-z0-9._/-]{1,200}$' \
+        "an absolute path (letters, digits, . _ / -)"
+    [ -f "$OPENAI_CA_FILE" ] && [ -r "$OPENAI_CA_FILE" ] ||
+        fail "OPENAI_CA_FILE \"$OPENAI_CA_FILE\" is not a readable file"
+    session="$session${session:+$'\n'}        voice_ssl_trusted_certificate  $OPENAI_CA_FILE;"
+fi
+
 ip4='([0-9]{1,3}\.){3}[0-9]{1,3}'
 ip6='[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}'
 if [ -n "${RESOLVER:-}" ]; then
@@ -152,7 +171,7 @@ if [ -n "${INSTRUCTIONS_FILE:-}" ]; then
              "readable file"
     cp "$INSTRUCTIONS_FILE" "$RUN_DIR/instructions.txt"
 else
-    printf '%s\n' "${INSTRUCTIONS:-You are a helpful and concise phone assistant.}" \
+    printf '%s' "${INSTRUCTIONS:-You are a helpful and concise phone assistant.}" \
         >"$RUN_DIR/instructions.txt"
 fi
 [ "$(stat -c %s "$RUN_DIR/instructions.txt")" -le 1048576 ] ||
