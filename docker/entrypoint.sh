@@ -31,6 +31,9 @@
 # instead of nginx (e.g. `nginx -t -c /run/ngx-voice/nginx.conf`).
 set -euo pipefail
 
+# byte-wise character classes in the patterns below (not exported)
+LC_ALL=C
+
 SHARE=/usr/share/ngx-voice
 RUN_DIR=/run/ngx-voice
 MODULE=/usr/lib/nginx/modules/ngx_voice_module.so
