@@ -14,6 +14,13 @@
 #                   run each for FUZZ_SECONDS (7) on its seed corpus
 #   make fuzz FUZZ_SECONDS=600 FUZZERS="twilio realtime"
 #                   a long run, of some harnesses only
+#   make image-test build the image with podman and run it (health check,
+#                   webhooks, graceful stop); validates compose and fly.toml
+#   make compose-check
+#                   docker-compose.yml (docker-compose config) and fly.toml
+#   make tunnel-quick
+#                   a cloudflared quick tunnel to :$(PORT) (prints its URL)
+#   make deploy     fly deploy (fly.toml);  make logs: fly logs
 
 SHELL      := /bin/bash
 TOP        := $(CURDIR)
@@ -52,7 +59,8 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test valgrind check-style fuzz clean
+.PHONY: all build deps test-deps run test valgrind check-style fuzz clean \
+        image-test compose-check tunnel-quick deploy logs
 
 all: build
 
@@ -125,6 +133,15 @@ test: test-deps
 	prove -I t/lib $(PROVE_ARGS)
 	cd twilio && node --test
 
+# A whole call on this machine with no accounts (demo/run): nginx with the
+# module and conf/ngx_voice.conf, a stand-in for OpenAI on TLS, a simulated
+# Twilio caller; prints the timeline, writes demo/call.wav and call.png.
+.PHONY: demo
+demo:
+	@util/install-deps demo
+	$(MAKE) build
+	demo/run
+
 # the call tests with nginx under valgrind's memcheck
 valgrind: test-deps
 	$(MAKE) build
@@ -140,6 +157,26 @@ check-style:
 fuzz:
 	util/build-fuzz
 	util/run-fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+# the image, compose and Fly (README.md: "Docker and compose", "Fly.io")
+image-test: compose-check
+	@util/install-deps image
+	$(if $(filter 0,$(shell id -u)),,sudo) util/image-test
+
+compose-check:
+	util/compose-check
+
+# each checks for its tool (and account) first and names what is missing
+FLYCTL = $(shell command -v flyctl || command -v fly)
+
+tunnel-quick:
+	@command -v cloudflared >/dev/null || { echo "make tunnel-quick: cloudflared not found; install it from https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/" >&2; exit 1; }
+	cloudflared tunnel --no-autoupdate --url http://localhost:$(PORT)
+
+deploy logs:
+	@test -n "$(FLYCTL)" || { echo "make $@: flyctl not found; install it from https://fly.io/docs/flyctl/install/" >&2; exit 1; }
+	@$(FLYCTL) auth whoami >/dev/null 2>&1 || { echo "make $@: not logged in to Fly.io; run $(notdir $(FLYCTL)) auth login" >&2; exit 1; }
+	$(FLYCTL) $(if $(filter deploy,$@),deploy,logs)
 
 clean:
 	rm -rf $(BUILD) t/servroot*

@@ -28,7 +28,9 @@
 // Each ping the module sends is logged: {"ev":"ping","conn":N,"data":...}
 // (the `ws` package answers it with a pong by itself, unless nopong=1).
 // SCRIPT.js may export { onConnect(ws, ctx), onMessage(ws, msg, ctx) }
-// for anything else; ctx has { conn, url, query, send(obj), log(obj) }.
+// for anything else; ctx has { conn, url, query, headers, socket,
+// send(obj), log(obj) } (headers: the handshake's, as node gives them;
+// socket: the TLS socket under the WebSocket).
 //
 // Also (additions for t/100-call.t and friends, off unless asked for):
 //
@@ -50,6 +52,56 @@
 //                                         events of random audio
 //     {"close": code, "reason": "..."}   WebSocket close
 //     {"terminate": true}                 drop the TCP connection
+//     {"tool_call": {"name": "end_call", "arguments": "{}",
+//                    "call_id": "call_1", "item_id": "item_fc1",
+//                    "response_id": "resp_fc1", "previous_item_id": null,
+//                    "status": "completed"|"cancelled"|"incomplete",
+//                    "arg_chunks": 2, "done_delay_ms": 0,
+//                    "audio_before": {"n": 3, "bytes": 1600,
+//                                     "item_id": "item_msg1"}}}
+//                                         a whole response as the Realtime
+//                                         API (GA) streams a function call:
+//                                         response.created, [an assistant
+//                                         audio item: output_item.added,
+//                                         conversation.item.added,
+//                                         content_part.added, n deltas,
+//                                         output_audio.done,
+//                                         content_part.done,
+//                                         output_item.done,
+//                                         conversation.item.done], the
+//                                         function_call item
+//                                         (output_item.added {item: {id,
+//                                         type, object, status:
+//                                         "in_progress", name, call_id,
+//                                         arguments: ""}},
+//                                         conversation.item.added,
+//                                         arg_chunks x
+//                                         function_call_arguments.delta,
+//                                         .done, output_item.done,
+//                                         conversation.item.done), then,
+//                                         done_delay_ms later, response.done
+//                                         with that status (its
+//                                         status_details: turn_detected /
+//                                         max_output_tokens) and the output
+//                                         items; every function-call event
+//                                         carries name, call_id, item_id,
+//                                         response_id and output_index
+//     {"transcript": {"who": "caller"|"assistant", "item_id": "item_u1",
+//                     "text": "...", "response_id": "resp_1",
+//                     "previous_item_id": "item_x"|null}}
+//                                         caller: conversation.item.input_
+//                                         audio_transcription.completed
+//                                         {item_id, content_index, transcript};
+//                                         assistant: response.output_audio_
+//                                         transcript.done {item_id,
+//                                         response_id, output_index,
+//                                         content_index, transcript}; with
+//                                         a previous_item_id key (even null),
+//                                         first conversation.item.added
+//                                         {previous_item_id, item} for it
+//     {"item_added": {"id": "item_u1", "previous_item_id": null,
+//                     "role": "user"|"assistant"}}
+//                                         conversation.item.added alone
 //     {"pause": ms | true}                stop reading this connection's
 //                                         socket (its kernel buffers, then
 //                                         the module's, fill up); resumed
@@ -213,6 +265,12 @@ async function runCtl(ws, ctx, actions) {
         ctx.send(ev);
         if (d.interval_ms) await sleep(d.interval_ms);
       }
+    } else if (a.tool_call) {
+      await toolCall(ctx, a.tool_call);
+    } else if (a.transcript) {
+      transcript(ctx, a.transcript);
+    } else if (a.item_added) {
+      itemAdded(ctx, a.item_added);
     } else if (a.close !== undefined) {
       ws.close(a.close, a.reason || '');
     } else if (a.terminate) {
@@ -232,6 +290,142 @@ async function runCtl(ws, ctx, actions) {
       resumeConn(a.conn === undefined ? ctx.conn : +a.conn, 'ctl');
     }
   }
+}
+
+// --- function calls and transcripts (ctl actions tool_call, transcript,
+// item_added), as the Realtime API (GA) sends them -----------------------
+
+let evSeq = 0;
+function evId() {
+  return 'evt_fk' + (++evSeq);
+}
+
+// conversation.item.added: an item joined the conversation after another
+function itemAdded(ctx, o) {
+  const role = o.role || 'user';
+  ctx.send({
+    type: 'conversation.item.added', event_id: evId(),
+    previous_item_id: o.previous_item_id === undefined
+      ? null : o.previous_item_id,
+    item: { id: o.id, type: 'message', object: 'realtime.item',
+            status: 'completed', role,
+            content: [role === 'user'
+              ? { type: 'input_audio', transcript: null }
+              : { type: 'output_audio', transcript: null }] },
+  });
+}
+
+function transcript(ctx, o) {
+  if (o.previous_item_id !== undefined) {
+    itemAdded(ctx, { id: o.item_id, previous_item_id: o.previous_item_id,
+                     role: o.who === 'assistant' ? 'assistant' : 'user' });
+  }
+  if (o.who === 'assistant') {
+    ctx.send({ type: 'response.output_audio_transcript.done',
+               event_id: evId(), response_id: o.response_id || 'resp_1',
+               item_id: o.item_id, output_index: 0, content_index: 0,
+               transcript: o.text });
+  } else {
+    ctx.send({ type: 'conversation.item.input_audio_transcription.completed',
+               event_id: evId(), item_id: o.item_id, content_index: 0,
+               transcript: o.text,
+               usage: { type: 'duration', seconds: 1 } });
+  }
+}
+
+// One response that calls a function, maybe after some audio.
+async function toolCall(ctx, o) {
+  const status = o.status || 'completed';
+  const respId = o.response_id || 'resp_fc1';
+  const name = o.name || 'end_call';
+  const args = o.arguments === undefined ? '{}' : o.arguments;
+  const callId = o.call_id || 'call_1';
+  const fcId = o.item_id || 'item_fc1';
+  const itemStatus = status === 'completed' ? 'completed' : 'incomplete';
+  const response = (st, output) => ({
+    object: 'realtime.response', id: respId, status: st,
+    status_details: st === 'cancelled'
+      ? { type: 'cancelled', reason: 'turn_detected' }
+      : st === 'incomplete'
+        ? { type: 'incomplete', reason: 'max_output_tokens' } : null,
+    output, conversation_id: 'conv_1', output_modalities: ['audio'],
+    max_output_tokens: 'inf',
+    audio: { output: { format: { type: 'audio/pcmu' }, voice: 'alloy' } },
+    usage: st === 'in_progress' ? null
+      : { total_tokens: 60, input_tokens: 40, output_tokens: 20 },
+    metadata: null,
+  });
+  const output = [];
+  let previous = o.previous_item_id === undefined ? null
+                                                  : o.previous_item_id;
+
+  ctx.send({ type: 'response.created', event_id: evId(),
+             response: response('in_progress', []) });
+
+  const ab = o.audio_before;
+  if (ab) {
+    const msgId = ab.item_id || 'item_msg1';
+    const index = output.length;
+    const part = { type: 'output_audio', transcript: '' };
+    const item = { id: msgId, type: 'message', object: 'realtime.item',
+                   status: 'in_progress', role: 'assistant', content: [] };
+    const common = { response_id: respId, item_id: msgId,
+                     output_index: index, content_index: 0 };
+    ctx.send({ type: 'response.output_item.added', event_id: evId(),
+               response_id: respId, output_index: index, item });
+    ctx.send({ type: 'conversation.item.added', event_id: evId(),
+               previous_item_id: previous, item });
+    ctx.send(Object.assign({ type: 'response.content_part.added',
+                             event_id: evId() }, common, { part }));
+    for (let i = 0; i < (ab.n || 1); i++) {
+      ctx.send(Object.assign({ type: 'response.output_audio.delta',
+                               event_id: evId() }, common, {
+        delta: require('crypto').randomBytes(ab.bytes || 160)
+          .toString('base64') }));
+    }
+    ctx.send(Object.assign({ type: 'response.output_audio.done',
+                             event_id: evId() }, common));
+    ctx.send(Object.assign({ type: 'response.content_part.done',
+                             event_id: evId() }, common, { part }));
+    const done = Object.assign({}, item, { status: itemStatus,
+                                           content: [part] });
+    ctx.send({ type: 'response.output_item.done', event_id: evId(),
+               response_id: respId, output_index: index, item: done });
+    ctx.send({ type: 'conversation.item.done', event_id: evId(),
+               previous_item_id: previous, item: done });
+    output.push(done);
+    previous = msgId;
+  }
+
+  const index = output.length;
+  const fc = { id: fcId, type: 'function_call', object: 'realtime.item',
+               status: 'in_progress', name, call_id: callId, arguments: '' };
+  const ids = { response_id: respId, item_id: fcId, output_index: index,
+                call_id: callId, name };
+  ctx.send({ type: 'response.output_item.added', event_id: evId(),
+             response_id: respId, output_index: index, item: fc });
+  ctx.send({ type: 'conversation.item.added', event_id: evId(),
+             previous_item_id: previous, item: fc });
+  const chunks = Math.max(1, o.arg_chunks || 2);
+  const size = Math.ceil(args.length / chunks) || 1;
+  for (let i = 0; i < args.length; i += size) {
+    ctx.send(Object.assign({ type: 'response.function_call_arguments.delta',
+                             event_id: evId() }, ids,
+                           { delta: args.slice(i, i + size) }));
+  }
+  ctx.send(Object.assign({ type: 'response.function_call_arguments.done',
+                           event_id: evId() }, ids, { arguments: args }));
+  const fcDone = Object.assign({}, fc, { status: itemStatus,
+                                         arguments: args });
+  ctx.send({ type: 'response.output_item.done', event_id: evId(),
+             response_id: respId, output_index: index, item: fcDone });
+  ctx.send({ type: 'conversation.item.done', event_id: evId(),
+             previous_item_id: previous, item: fcDone });
+  output.push(fcDone);
+
+  if (o.done_delay_ms) await sleep(+o.done_delay_ms);
+  ctx.send({ type: 'response.done', event_id: evId(),
+             response: response(status, output) });
 }
 
 // n audio deltas at once, not logged one by one (megabytes of them)
@@ -301,7 +495,8 @@ server.on('upgrade', (req, socket, head) => {
     const quiet = url.searchParams.get('quiet');   // null: all logged
 
     const ctx = {
-      conn, url: req.url, query: url.searchParams, log, socket,
+      conn, url: req.url, query: url.searchParams, headers: req.headers,
+      log, socket,
       send: (obj) => {
         if (ws.readyState !== ws.OPEN) return;
         log({ ev: 'sent', conn, msg: obj });
