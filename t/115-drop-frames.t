@@ -156,13 +156,15 @@ sub drop_call {
     $r{twilio_eof} = $ws->wait_eof(10);
 
     $r{ended} = wait_call_ended($sid, 10);
-    @ev = fake_wait($pos, sub { oa_event(\@_, 'wire', $conn) }, 10);
+    @ev = fake_wait($pos, sub { oa_event(\@_, 'wire', $conn)
+                                and oa_event(\@_, 'close', $conn) }, 10);
     @ev = grep { ($_->{conn} // -1) == $conn } @ev;
     ($r{wire}) = oa_event(\@ev, 'wire');
     ($r{close}) = oa_event(\@ev, 'close');
     $r{errors} = [map { "$_->{error} ($_->{code})" } oa_event(\@ev, 'error')];
     ($r{resumed}) = oa_event(\@ev, 'resumed');
     $r{messages} = () = oa_event(\@ev, 'message');
+    $r{messages} += $_->{count} for oa_event(\@ev, 'quieted');
     $r{pings} = () = oa_event(\@ev, 'ping');
     return \%r;
 }

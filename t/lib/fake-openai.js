@@ -130,7 +130,8 @@
 //   "partial" with no close_code, or as "bad".
 //
 // - quiet=N in the query: appends whose audio is longer than N characters
-//   are logged as {"type":..., "audio_len":L} (floods).
+//   are only counted (floods: megabytes of them are read in a few
+//   milliseconds), {"ev":"quieted","conn":N,"count":C} before the close.
 
 'use strict';
 
@@ -493,6 +494,7 @@ server.on('upgrade', (req, socket, head) => {
       log(Object.assign({ ev: 'wire', conn }, wire.summary()));
     });
     const quiet = url.searchParams.get('quiet');   // null: all logged
+    let quieted = 0;
 
     const ctx = {
       conn, url: req.url, query: url.searchParams, headers: req.headers,
@@ -513,8 +515,7 @@ server.on('upgrade', (req, socket, head) => {
       }
       if (quiet !== null && typeof msg.audio === 'string'
           && msg.audio.length > +quiet) {
-        log({ ev: 'message', conn,
-              msg: { type: msg.type, audio_len: msg.audio.length } });
+        quieted++;
       } else {
         log({ ev: 'message', conn, msg });
       }
@@ -545,6 +546,7 @@ server.on('upgrade', (req, socket, head) => {
     });
 
     ws.on('close', (code, reason) => {
+      if (quiet !== null) log({ ev: 'quieted', conn, count: quieted });
       log({ ev: 'close', conn, code, reason: reason.toString() });
     });
 
