@@ -7,6 +7,8 @@
 #                   the same against nginx 1.22.1 built with ASan+UBSan
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
+#   make bench      the load rig, 100 calls for 20 s: one JSON line
+#   make soak       200 calls for 10 minutes, then the leak checks
 
 SHELL      := /bin/bash
 TOP        := $(CURDIR)
@@ -43,7 +45,12 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test valgrind clean
+RIG        := $(BUILD)/voice-rig
+RIG_SRC    := $(wildcard bench/*.c bench/*.h)
+SOAK_ARGS  ?=
+
+.PHONY: all build deps test-deps run test valgrind clean bench-deps bench \
+        bench-smoke soak
 
 all: build
 
@@ -121,6 +128,31 @@ valgrind: test-deps
 	$(MAKE) build
 	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib \
 	    $(if $(filter-out t/,$(PROVE_ARGS)),$(PROVE_ARGS),t/1*.t)
+
+# the load rig (bench/): libwebsockets, OpenSSL
+$(RIG): $(RIG_SRC)
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g $(WARN) $(HARDEN) $$(pkg-config --cflags libwebsockets) \
+	    -o $@.tmp $(filter %.c,$(RIG_SRC)) \
+	    $$(pkg-config --libs libwebsockets) -lssl -lcrypto && mv -f $@.tmp $@
+
+bench-deps:
+	@util/install-deps bench
+
+# 100 calls for 20 s, worker and rig on different cores: one JSON line
+bench: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/run --calls 100 --seconds 20
+
+# 5 calls for 3 s: the rig's own check, also run by t/120-rig.t
+bench-smoke: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/run --calls 5 --seconds 3 --floor-seconds 1
+
+# 200 calls for 10 minutes on the plain build (SOAK_ARGS="--seconds 60")
+soak: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(BUILD) t/servroot*
