@@ -850,25 +850,29 @@ rig_caller_finalize(rig_caller_t *c, int64_t cut_from)
 }
 
 
+/* a frame of the window is counted once: returned, dropped or lost */
+
 static void
 rig_frame_final(rig_frame_t *f, int64_t cut_from)
 {
-    if ((f->flags & (RIG_SENT | RIG_WINDOW)) == (RIG_SENT | RIG_WINDOW)) {
-        rig.frames_sent++;
-
-        if (f->flags & RIG_RETURNED) {
-            rig.frames_returned++;
-
-        } else if (f->flags & RIG_LATE) {
-            rig.dropped_bb++;
-
-        } else if (cut_from && f->sent_us >= cut_from) {
-            rig.cut_by_hangup++;
-
-        } else {
-            rig.lost++;
-        }
+    if ((f->flags & (RIG_SENT | RIG_WINDOW)) != (RIG_SENT | RIG_WINDOW)) {
+        return;
     }
 
-    f->flags = 0;
+    rig.frames_sent++;
+
+    if (f->flags & RIG_RETURNED) {
+        rig.frames_returned++;
+
+    } else if (f->flags & RIG_LATE) {
+        rig.dropped_bb++;
+
+    } else if (cut_from && f->sent_us >= cut_from) {
+        rig.cut_by_hangup++;
+
+    } else {
+        rig.lost++;
+    }
+
+    f->flags &= ~RIG_WINDOW;
 }

@@ -257,12 +257,20 @@ rig_send(struct lws *wsi, const char *msg, size_t len)
 }
 
 
+/*
+ * Values under 256 have a bucket each; above, each power of two is split
+ * in 128 buckets: bucket 256 + (e - 8) * 128 + the 7 bits below the top
+ * bit e.
+ */
+
 static unsigned
 rig_hist_bucket(uint64_t v)
 {
-    unsigned  e;
+    unsigned  e, base, sub;
 
-    if (v < (1u << (RIG_HIST_SUB + 1))) {
+    base = 1u << (RIG_HIST_SUB + 1);
+
+    if (v < base) {
         return (unsigned) v;
     }
 
@@ -272,8 +280,9 @@ rig_hist_bucket(uint64_t v)
         return RIG_HIST_N - 1;
     }
 
-    return (1u << (RIG_HIST_SUB + 1)) + ((e - RIG_HIST_SUB - 1) << RIG_HIST_SUB)
-           + (unsigned) ((v >> (e - RIG_HIST_SUB)) & ((1u << RIG_HIST_SUB) - 1));
+    sub = (unsigned) (v >> (e - RIG_HIST_SUB)) & ((1u << RIG_HIST_SUB) - 1);
+
+    return base + ((e - RIG_HIST_SUB - 1) << RIG_HIST_SUB) + sub;
 }
 
 
@@ -281,6 +290,7 @@ static double
 rig_hist_value(unsigned i)
 {
     unsigned  e, sub, base;
+    uint64_t  width;
 
     base = 1u << (RIG_HIST_SUB + 1);
 
@@ -290,9 +300,10 @@ rig_hist_value(unsigned i)
 
     e = (i - base) / (1u << RIG_HIST_SUB) + RIG_HIST_SUB + 1;
     sub = (i - base) % (1u << RIG_HIST_SUB);
+    width = 1ull << (e - RIG_HIST_SUB);
 
-    return (double) (((uint64_t) (1u << RIG_HIST_SUB) + sub) << (e - RIG_HIST_SUB))
-           + (double) (1ull << (e - RIG_HIST_SUB)) / 2;
+    /* the middle of the bucket */
+    return (double) (((1u << RIG_HIST_SUB) + sub) * width) + width / 2.0;
 }
 
 
