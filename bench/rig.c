@@ -53,6 +53,8 @@ static pid_t        rig_at_end_pid;
 static int64_t      rig_progress_us;
 static double       rig_worker_cpu0;
 static double       rig_cpu0;
+static uint64_t     rig_busy0;
+static uint64_t     rig_all0;
 
 
 static int rig_options(int argc, char **argv);
@@ -71,6 +73,7 @@ static void rig_finish(int rc);
 static void rig_output(void);
 static void rig_output_detail(void);
 static double rig_self_cpu_ms(void);
+static int rig_machine_jiffies(uint64_t *busy, uint64_t *all);
 static double rig_workers_cpu_ms(void);
 static long rig_workers_rss_kb(void);
 static pid_t rig_spawn(const char *cmd);
@@ -176,7 +179,6 @@ rig_options(int argc, char **argv)
         { "pids", required_argument, NULL, 'p' },
         { "at-start", required_argument, NULL, 'A' },
         { "at-end", required_argument, NULL, 'E' },
-        { "loop", required_argument, NULL, 'L' },
         { "soak", required_argument, NULL, 'S' },
         { "soak-min", required_argument, NULL, 'm' },
         { "soak-max", required_argument, NULL, 'M' },
@@ -201,7 +203,6 @@ rig_options(int argc, char **argv)
     rig.soak_max_s = 90;
     rig.soak_warmup_s = 60;
     rig.dtmf_ms = 15000;
-    rig.loop = "ev";
 
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -221,7 +222,6 @@ rig_options(int argc, char **argv)
         case 'r': rig.ramp = atoi(optarg); break;
         case 'A': rig.at_start = optarg; break;
         case 'E': rig.at_end = optarg; break;
-        case 'L': rig.loop = optarg; break;
         case 'S': rig.soak = atoi(optarg); break;
         case 'm': rig.soak_min_s = atoi(optarg); break;
         case 'M': rig.soak_max_s = atoi(optarg); break;
@@ -271,7 +271,7 @@ rig_usage(void)
         "           [--floor-seconds S] [--warmup-ms MS] [--drain-ms MS]\n"
         "           [--barge-ms MS] [--late-deltas N] [--ramp CALLS/S]\n"
         "           [--pids PID,...] [--at-start CMD] [--at-end CMD]\n"
-        "           [--loop ev|poll] [--detail FILE] [--calls-file FILE]\n"
+        "           [--detail FILE] [--calls-file FILE]\n"
         "           [--soak S --soak-min S --soak-max S --soak-warmup S\n"
         "            --dtmf-ms MS] [--verbose]\n");
 }
@@ -287,17 +287,15 @@ rig_context(void)
     openai[0] = rig_openai_protocol;
     floor[0] = rig_floor_protocol;
 
+    /*
+     * libev (epoll): lws's own poll() loop costs a scan of every socket
+     * per wake-up, and rounds waits under 1 ms down to busy polling
+     */
+
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT
-                   | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-
-    if (strcmp(rig.loop, "ev") == 0) {
-        info.options |= LWS_SERVER_OPTION_LIBEV;
-
-    } else if (strcmp(rig.loop, "poll") != 0) {
-        fprintf(stderr, "rig: --loop is ev or poll\n");
-        return -1;
-    }
+                   | LWS_SERVER_OPTION_EXPLICIT_VHOSTS
+                   | LWS_SERVER_OPTION_LIBEV;
 
     rig.ctx = lws_create_context(&info);
     if (rig.ctx == NULL) {
@@ -638,6 +636,7 @@ rig_window_start(int64_t now)
     rig.win_start_us = now;
     rig_cpu0 = rig_self_cpu_ms();
     rig_worker_cpu0 = rig_workers_cpu_ms();
+    (void) rig_machine_jiffies(&rig_busy0, &rig_all0);
 
     if (rig.at_start) {
         rig.at_start_pid = rig_spawn(rig.at_start);
@@ -648,11 +647,18 @@ rig_window_start(int64_t now)
 static void
 rig_window_end(int64_t now)
 {
+    uint64_t  busy, all;
+
     rig.window_open = 0;
     rig.win_end_us = now;
     rig.rig_cpu_ms = rig_self_cpu_ms() - rig_cpu0;
     rig.worker_cpu_ms = rig_workers_cpu_ms() - rig_worker_cpu0;
     rig.rss_kb = rig_workers_rss_kb();
+
+    if (rig_machine_jiffies(&busy, &all) == 0 && all > rig_all0) {
+        /* of all cores: 100 % is every core busy */
+        rig.machine_busy_pct = 100.0 * (busy - rig_busy0) / (all - rig_all0);
+    }
 
     /* a tracer started with the window stops with it */
 
@@ -773,7 +779,7 @@ rig_output_detail(void)
     }
 
     fprintf(f,
-            "{\"window_s\":%.3f,\"loop\":\"%s\","
+            "{\"window_s\":%.3f,\"machine_busy_pct\":%.1f,"
             "\"relay_p50_ms\":%.3f,\"relay_p99_ms\":%.3f,"
             "\"relay_p999_ms\":%.3f,\"relay_max_ms\":%.3f,"
             "\"floor_p50_ms\":%.3f,\"floor_p99_ms\":%.3f,"
@@ -788,7 +794,8 @@ rig_output_detail(void)
             "\"sessions_updated\":%llu,\"openai_legs_open\":%llu,"
             "\"cut_by_hangup\":%llu,\"misrouted\":%llu,\"stale\":%llu,"
             "\"duplicates\":%llu,\"mark_overflow\":%llu,\"errors\":%llu}\n",
-            (double) (rig.win_end_us - rig.win_start_us) / 1000000, rig.loop,
+            (double) (rig.win_end_us - rig.win_start_us) / 1000000,
+            rig.machine_busy_pct,
             rig_hist_pct(&rig.lat, 50) / 1000,
             rig_hist_pct(&rig.lat, 99) / 1000,
             rig_hist_pct(&rig.lat, 99.9) / 1000,
@@ -832,6 +839,36 @@ rig_self_cpu_ms(void)
 
     return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000.0
            + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000.0;
+}
+
+
+/* the machine's busy and total time, from the "cpu" line of /proc/stat */
+
+static int
+rig_machine_jiffies(uint64_t *busy, uint64_t *all)
+{
+    int                 n;
+    FILE               *f;
+    unsigned long long  v[8];
+
+    f = fopen("/proc/stat", "r");
+    if (f == NULL) {
+        return -1;
+    }
+
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+               &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+
+    if (n != 8) {
+        return -1;
+    }
+
+    /* user nice system idle iowait irq softirq steal */
+    *all = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+    *busy = *all - v[3] - v[4];
+
+    return 0;
 }
 
 

@@ -179,7 +179,6 @@ typedef struct {
     const char              *calls_file;
     const char              *at_start;
     const char              *at_end;
-    const char              *loop;
     pid_t                    pids[RIG_MAX_PIDS];
     unsigned                 npids;
     unsigned                 verbose;
@@ -221,6 +220,7 @@ typedef struct {
     uint64_t                 errors;
     double                   rig_cpu_ms;
     double                   worker_cpu_ms;
+    double                   machine_busy_pct;
     long                     rss_idle_kb;
     long                     rss_kb;
     long                     rss_warm_kb;   /* soak */
