@@ -425,7 +425,8 @@ rig_caller_write(rig_caller_t *c, struct lws *wsi)
     int64_t      now;
     rig_mark_t  *m;
 
-    if (c->state != RIG_CALL_OPEN) {
+    if (c->state != RIG_CALL_OPEN || c->stop_sent) {
+        /* after stop, Twilio sends nothing more */
         return 0;
     }
 
@@ -702,7 +703,7 @@ rig_caller_tick(rig_caller_t *c, int64_t now)
 {
     int  need;
 
-    if (c->state != RIG_CALL_OPEN) {
+    if (c->state != RIG_CALL_OPEN || c->stop_sent) {
         return;
     }
 
