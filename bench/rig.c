@@ -159,8 +159,8 @@ main(int argc, char **argv)
 static int
 rig_options(int argc, char **argv)
 {
-    int          o;
-    char        *p, *end;
+    int    o;
+    char  *p, *end;
     static const struct option  opts[] = {
         { "host", required_argument, NULL, 'H' },
         { "nginx-port", required_argument, NULL, 'n' },
@@ -342,7 +342,6 @@ rig_context(void)
 
 
 /* every millisecond: calls to start, what each call has due, the phase */
-
 static void
 rig_tick(lws_sorted_usec_list_t *sul)
 {
@@ -392,7 +391,6 @@ rig_launch(int64_t now, int floor)
 
 
 /* a soak: a call that ended is followed by a new one, soon */
-
 static void
 rig_soak_launch(int64_t now)
 {
@@ -554,7 +552,6 @@ rig_phase(int64_t now)
 
 
 /* all calls launched and audio coming back on each, or a failed run */
-
 static int
 rig_setup_done(int64_t now)
 {
@@ -607,7 +604,6 @@ rig_hangup_all(void)
  * Every call over and, but between the floor and the relay, every OpenAI
  * leg closed by nginx
  */
-
 static int
 rig_all_done(void)
 {
@@ -766,7 +762,6 @@ rig_output(void)
 
 
 /* what lies behind the line, for bench/sweep and bench/soak */
-
 static void
 rig_output_detail(void)
 {
@@ -843,7 +838,6 @@ rig_self_cpu_ms(void)
 
 
 /* the machine's busy and total time, from the "cpu" line of /proc/stat */
-
 static int
 rig_machine_jiffies(uint64_t *busy, uint64_t *all)
 {

@@ -84,13 +84,12 @@ rig_caller_launch(rig_caller_t *c, int floor)
 
 
 /* POST /incoming-call, signed over the URL and the sorted parameters */
-
 static int
 rig_caller_webhook(rig_caller_t *c)
 {
-    int                               n;
-    char                              acct[36], data[512];
-    struct lws_client_connect_info    i;
+    int                             n;
+    char                            acct[36], data[512];
+    struct lws_client_connect_info  i;
 
     memcpy(acct, "AC", 2);
     rig_hex(acct + 2, 32);
@@ -136,13 +135,12 @@ rig_caller_webhook(rig_caller_t *c)
 
 
 /* the WebSocket to the Stream URL (or to the floor) */
-
 static int
 rig_caller_upgrade(rig_caller_t *c)
 {
-    int                              n;
-    char                             url[256];
-    struct lws_client_connect_info   i;
+    int                             n;
+    char                            url[256];
+    struct lws_client_connect_info  i;
 
     if (!c->floor) {
         n = snprintf(url, sizeof(url), "wss://" RIG_PUBLIC_HOST "%s",
@@ -335,8 +333,8 @@ rig_caller_cb(struct lws *wsi, enum lws_callback_reasons reason,
 static int
 rig_caller_headers(rig_caller_t *c, struct lws *wsi, void *in, size_t len)
 {
-    char            clen[16];
-    unsigned char **p, *end;
+    char             clen[16];
+    unsigned char  **p, *end;
 
     p = (unsigned char **) in;
     end = *p + len;
@@ -382,7 +380,6 @@ rig_caller_headers(rig_caller_t *c, struct lws *wsi, void *in, size_t len)
 
 
 /* the token is the last path segment of <Stream url="..."> */
-
 static int
 rig_caller_twiml(rig_caller_t *c)
 {
@@ -416,7 +413,6 @@ rig_caller_twiml(rig_caller_t *c)
 
 
 /* what is due: the greeting messages, frames, mark echoes, digits, stop */
-
 static int
 rig_caller_write(rig_caller_t *c, struct lws *wsi)
 {
@@ -525,11 +521,11 @@ rig_caller_write(rig_caller_t *c, struct lws *wsi)
 static int
 rig_caller_media(rig_caller_t *c, struct lws *wsi, int64_t now)
 {
-    int             n;
-    char            msg[512], id[RIG_HDR_B64 + 4];
-    uint32_t        seq;
-    rig_frame_t    *f;
-    unsigned char   hdr[RIG_HDR_BYTES];
+    int            n;
+    char           msg[512], id[RIG_HDR_B64 + 4];
+    uint32_t       seq;
+    rig_frame_t   *f;
+    unsigned char  hdr[RIG_HDR_BYTES];
 
     seq = c->seq++;
 
@@ -697,7 +693,6 @@ rig_caller_returned(rig_caller_t *c, const char *payload, size_t len,
 
 
 /* soak and teardown: the tick's view of one call */
-
 void
 rig_caller_tick(rig_caller_t *c, int64_t now)
 {
@@ -745,7 +740,6 @@ rig_caller_tick(rig_caller_t *c, int64_t now)
  * back has come (a real Twilio sends stop right away; the pause keeps
  * those frames out of the lost ones).  Or OpenAI's side ends the call.
  */
-
 void
 rig_caller_hangup(rig_caller_t *c, rig_hangup_e side)
 {
@@ -852,7 +846,6 @@ rig_caller_finalize(rig_caller_t *c, int64_t cut_from)
 
 
 /* a frame of the window is counted once: returned, dropped or lost */
-
 static void
 rig_frame_final(rig_frame_t *f, int64_t cut_from)
 {

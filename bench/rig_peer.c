@@ -183,7 +183,6 @@ rig_openai_message(rig_oa_t *oa, const char *msg, size_t len)
  * the interrupted response still on their way (the relay drops them by
  * design), then a new response.
  */
-
 static int
 rig_openai_append(rig_oa_t *oa, const char *msg, size_t len)
 {
@@ -268,7 +267,6 @@ rig_openai_append(rig_oa_t *oa, const char *msg, size_t len)
 
 
 /* appends until the next barge-in: the period, give or take a half */
-
 static uint32_t
 rig_openai_barge_after(void)
 {
@@ -285,7 +283,6 @@ rig_openai_barge_after(void)
 
 
 /* the soak ends a call from OpenAI's side */
-
 void
 rig_oa_close(rig_oa_t *oa)
 {

@@ -37,7 +37,6 @@ rig_now(void)
  * endian, and a check byte; the rest is mu-law silence.  9 bytes are 12
  * base64 characters, so the rest of the payload's base64 never changes.
  */
-
 void
 rig_frame_header(unsigned char *hdr, uint32_t call, uint32_t seq)
 {
@@ -106,7 +105,6 @@ rig_frame_b64_tail(void)
 
 
 /* base64(HMAC-SHA1(auth token, data)), as X-Twilio-Signature */
-
 int
 rig_sign(const char *key, const char *data, size_t len, char *out)
 {
@@ -130,12 +128,11 @@ rig_sign(const char *key, const char *data, size_t len, char *out)
  * The string value of "key" in a message of ours or of the module's: both
  * come from fixed templates, with no escapes in the values read here.
  */
-
 const char *
 rig_json_str(const char *msg, size_t len, const char *key, size_t *vlen)
 {
-    char        pat[64];
-    size_t      n;
+    char         pat[64];
+    size_t       n;
     const char  *p, *q, *last;
 
     n = snprintf(pat, sizeof(pat), "\"%s\":\"", key);
@@ -193,7 +190,6 @@ rig_buf_add(rig_buf_t *b, const void *data, size_t len)
 
 
 /* a message queued to be sent when the connection is writable */
-
 int
 rig_queue(rig_buf_t *q, const char *msg, size_t len)
 {
@@ -237,7 +233,6 @@ rig_queue_flush(struct lws *wsi, rig_buf_t *q)
 
 
 /* one text message; lws keeps what the socket does not take */
-
 int
 rig_send(struct lws *wsi, const char *msg, size_t len)
 {
@@ -262,7 +257,6 @@ rig_send(struct lws *wsi, const char *msg, size_t len)
  * in 128 buckets: bucket 256 + (e - 8) * 128 + the 7 bits below the top
  * bit e.
  */
-
 static unsigned
 rig_hist_bucket(uint64_t v)
 {
@@ -320,7 +314,6 @@ rig_hist_add(rig_hist_t *h, int64_t us)
 
 
 /* the value under which pct % of the samples are, in microseconds */
-
 double
 rig_hist_pct(rig_hist_t *h, double pct)
 {
@@ -351,7 +344,6 @@ rig_hist_pct(rig_hist_t *h, double pct)
 
 
 /* utime + stime of a process (fields 14 and 15 of its stat), in ms */
-
 long
 rig_proc_cpu_ms(pid_t pid)
 {
