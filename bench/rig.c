@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include "rig.h"
 
@@ -53,13 +54,17 @@ static pid_t        rig_at_end_pid;
 static int64_t      rig_progress_us;
 static double       rig_worker_cpu0;
 static double       rig_cpu0;
+static int          rig_timer_fd = -1;
 static uint64_t     rig_busy0;
 static uint64_t     rig_all0;
 
 
 static int rig_options(int argc, char **argv);
 static int rig_context(void);
-static void rig_tick(lws_sorted_usec_list_t *sul);
+static int rig_tick_start(void);
+static int rig_tick_cb(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len);
+static void rig_tick(void);
 static void rig_launch(int64_t now, int floor);
 static void rig_soak_launch(int64_t now);
 static void rig_phase(int64_t now);
@@ -135,13 +140,13 @@ main(int argc, char **argv)
         rig.floor_phase = rig.floor_seconds != 0;
     }
 
+    if (rig_tick_start() != 0) {
+        return 1;
+    }
+
     rig.phase_us = rig_now();
     rig.launch_us = rig.phase_us;
-    rig.tick_us = rig.phase_us;
     rig_progress_us = rig.phase_us;
-
-    memset(&rig.tick, 0, sizeof(rig.tick));
-    lws_sul_schedule(rig.ctx, 0, &rig.tick, rig_tick, RIG_TICK_US);
 
     for ( ;; ) {
         /* with an event library this runs its loop until the run ends */
@@ -277,13 +282,19 @@ rig_usage(void)
 }
 
 
+static const struct lws_protocols  rig_tick_protocol = {
+    "rig-tick", rig_tick_cb, 0, 0, 0, NULL, 0
+};
+
+
 static int
 rig_context(void)
 {
     struct lws_context_creation_info  info;
-    static struct lws_protocols       client[2], openai[2], floor[2];
+    static struct lws_protocols       client[3], openai[2], floor[2];
 
     client[0] = rig_caller_protocol;
+    client[1] = rig_tick_protocol;
     openai[0] = rig_openai_protocol;
     floor[0] = rig_floor_protocol;
 
@@ -341,12 +352,90 @@ rig_context(void)
 }
 
 
+/*
+ * The tick: a timerfd firing every millisecond on an absolute grid, in the
+ * event loop as a raw file; lws's own timers wake on whole milliseconds of
+ * epoll_wait and would add up to 1 ms to every send
+ */
+static int
+rig_tick_start(void)
+{
+    struct timespec         now;
+    struct itimerspec       its;
+    lws_sock_file_fd_type   fd;
+
+    rig_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+    if (rig_timer_fd == -1) {
+        fprintf(stderr, "rig: timerfd_create: %s\n", strerror(errno));
+        return -1;
+    }
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+
+    rig.tick_us = (int64_t) now.tv_sec * 1000000 + now.tv_nsec / 1000
+                  + RIG_TICK_US;
+
+    its.it_value.tv_sec = rig.tick_us / 1000000;
+    its.it_value.tv_nsec = (rig.tick_us % 1000000) * 1000;
+    its.it_interval.tv_sec = 0;
+    its.it_interval.tv_nsec = RIG_TICK_US * 1000;
+
+    if (timerfd_settime(rig_timer_fd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+        fprintf(stderr, "rig: timerfd_settime: %s\n", strerror(errno));
+        return -1;
+    }
+
+    fd.filefd = rig_timer_fd;
+
+    if (lws_adopt_descriptor_vhost(rig.client_vh, LWS_ADOPT_RAW_FILE_DESC, fd,
+                                   rig_tick_protocol.name, NULL)
+        == NULL)
+    {
+        fprintf(stderr, "rig: the tick's timerfd cannot be adopted\n");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+rig_tick_cb(struct lws *wsi, enum lws_callback_reasons reason,
+    void *user, void *in, size_t len)
+{
+    uint64_t  n;
+
+    (void) wsi;
+    (void) user;
+    (void) in;
+    (void) len;
+
+    if (reason != LWS_CALLBACK_RAW_RX_FILE) {
+        return 0;
+    }
+
+    if (read(rig_timer_fd, &n, sizeof(n)) != sizeof(n)) {
+        return 0;
+    }
+
+    /* the grid point of the latest expiry; the ones missed are skipped */
+    rig.tick_us += (int64_t) (n - 1) * RIG_TICK_US;
+
+    rig_tick();
+
+    rig.tick_us += RIG_TICK_US;
+
+    return 0;
+}
+
+
 /* every millisecond: calls to start, what each call has due, the phase */
 static void
-rig_tick(lws_sorted_usec_list_t *sul)
+rig_tick(void)
 {
     unsigned  i;
-    int64_t   now, delay;
+    int64_t   now;
 
     now = rig_now();
 
@@ -366,17 +455,6 @@ rig_tick(lws_sorted_usec_list_t *sul)
     if (rig.verbose || rig.soak) {
         rig_progress(now);
     }
-
-    rig.tick_us += RIG_TICK_US;
-
-    if (rig.tick_us < now - 50000) {
-        /* far behind: the grid moves on rather than catching up */
-        rig.tick_us = now;
-    }
-
-    delay = rig.tick_us - now;
-
-    lws_sul_schedule(rig.ctx, 0, sul, rig_tick, delay > 0 ? delay : 0);
 }
 
 

@@ -185,8 +185,7 @@ typedef struct {
 
     struct lws_context      *ctx;
     struct lws_vhost        *client_vh;
-    lws_sorted_usec_list_t   tick;
-    int64_t                  tick_us;
+    int64_t                  tick_us;       /* the tick's grid point */
 
     rig_caller_t            *callers;
     unsigned                 ncallers;
