@@ -52,6 +52,8 @@ rig_t  rig;
 static const char  *rig_detail_file;
 static pid_t        rig_at_end_pid;
 static int64_t      rig_progress_us;
+static long         rig_rss_trend[64];
+static unsigned     rig_rss_n;
 static double       rig_worker_cpu0;
 static double       rig_cpu0;
 static int          rig_timer_fd = -1;
@@ -360,9 +362,9 @@ rig_context(void)
 static int
 rig_tick_start(void)
 {
-    struct timespec         now;
-    struct itimerspec       its;
-    lws_sock_file_fd_type   fd;
+    struct timespec        now;
+    struct itimerspec      its;
+    lws_sock_file_fd_type  fd;
 
     rig_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 
@@ -758,17 +760,21 @@ rig_progress(int64_t now)
     rig_progress_us = now;
     open = 0;
 
+    if (rig_rss_n < sizeof(rig_rss_trend) / sizeof(rig_rss_trend[0])) {
+        rig_rss_trend[rig_rss_n++] = rig_workers_rss_kb();
+    }
+
     for (i = 0; i < rig.ncallers; i++) {
         open += rig.callers[i].state == RIG_CALL_OPEN;
     }
 
     fprintf(stderr, "rig: +%llds phase %d, %u calls open, %llu started, "
-            "%llu ended, %llu failed, OpenAI legs %llu\n",
+            "%llu ended, %llu failed, OpenAI legs %llu, worker RSS %ld kB\n",
             (long long) ((now - rig.phase_us) / 1000000), rig.phase, open,
             (unsigned long long) rig.calls_started,
             (unsigned long long) rig.calls_ended,
             (unsigned long long) rig.calls_failed,
-            (unsigned long long) rig.oa_open);
+            (unsigned long long) rig.oa_open, rig_rss_trend[rig_rss_n - 1]);
 }
 
 
@@ -843,7 +849,8 @@ rig_output(void)
 static void
 rig_output_detail(void)
 {
-    FILE  *f;
+    FILE     *f;
+    unsigned  i;
 
     f = fopen(rig_detail_file, "w");
     if (f == NULL) {
@@ -866,7 +873,8 @@ rig_output_detail(void)
             "\"dtmf_sent\":%llu,\"dtmf_seen\":%llu,"
             "\"sessions_updated\":%llu,\"openai_legs_open\":%llu,"
             "\"cut_by_hangup\":%llu,\"misrouted\":%llu,\"stale\":%llu,"
-            "\"duplicates\":%llu,\"mark_overflow\":%llu,\"errors\":%llu}\n",
+            "\"duplicates\":%llu,\"mark_overflow\":%llu,\"errors\":%llu,"
+            "\"rss_trend_kb\":[",
             (double) (rig.win_end_us - rig.win_start_us) / 1000000,
             rig.machine_busy_pct,
             rig_hist_pct(&rig.lat, 50) / 1000,
@@ -899,6 +907,11 @@ rig_output_detail(void)
             (unsigned long long) rig.mark_overflow,
             (unsigned long long) rig.errors);
 
+    for (i = 0; i < rig_rss_n; i++) {
+        fprintf(f, "%s%ld", i ? "," : "", rig_rss_trend[i]);
+    }
+
+    fprintf(f, "]}\n");
     fclose(f);
 }
 

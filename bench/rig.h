@@ -144,6 +144,7 @@ struct rig_oa_s {
     rig_caller_t            *caller;
     unsigned                 floor:1;
     unsigned                 close_due:1;
+    unsigned                 closing:1;
     uint32_t                 conn;
     uint32_t                 response;      /* response and item number */
     uint32_t                 appends;

@@ -72,13 +72,26 @@ rig_openai_cb(struct lws *wsi, enum lws_callback_reasons reason,
         return rig_peer_rx(oa, wsi, in, len, rig_openai_message);
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (oa->close_due) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
-                             (unsigned char *) "bye", 3);
+        if (oa->closing) {
+            /*
+             * our close frame is out: lws waits for nginx's, unless a
+             * callback returns -1 again, which drops the connection
+             */
+            return 0;
+        }
+
+        if (rig_queue_flush(wsi, &oa->out) != 0) {
             return -1;
         }
 
-        return rig_queue_flush(wsi, &oa->out);
+        if (!oa->close_due) {
+            return 0;
+        }
+
+        oa->closing = 1;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL,
+                         (unsigned char *) "bye", 3);
+        return -1;
 
     case LWS_CALLBACK_CLOSED:
         rig.oa_open--;
@@ -96,6 +109,10 @@ rig_peer_rx(rig_oa_t *oa, struct lws *wsi, void *in, size_t len,
     int (*handler)(rig_oa_t *oa, const char *msg, size_t len))
 {
     int  rc;
+
+    if (oa->closing) {
+        return 0;
+    }
 
     if (!lws_is_final_fragment(wsi) || oa->rx.len) {
         if (rig_buf_add(&oa->rx, in, len) != 0) {
