@@ -134,12 +134,10 @@ main(int argc, char **argv)
 
     if (rig.soak) {
         rig.phase = RIG_P_SOAK;
-        rig.window_open = 1;
         rig_window_start(rig_now());
 
     } else {
         rig.phase = rig.floor_seconds ? RIG_P_FLOOR_SETUP : RIG_P_SETUP;
-        rig.floor_phase = rig.floor_seconds != 0;
     }
 
     if (rig_tick_start() != 0) {
@@ -556,7 +554,6 @@ rig_phase(int64_t now)
 
     case RIG_P_FLOOR_END:
         if (rig_all_done() || in > RIG_END_TIMEOUT) {
-            rig.floor_phase = 0;
             rig.launched = 0;
             rig.phase = RIG_P_SETUP;
             rig.phase_us = now;

@@ -93,7 +93,6 @@ struct rig_caller_s {
     unsigned                 flowing:1;     /* audio has come back */
     unsigned                 stop_due:1;
     unsigned                 stop_sent:1;
-    unsigned                 failed:1;
     unsigned                 upgraded:1;
     unsigned                 closed_by_peer:1;
 
@@ -111,13 +110,11 @@ struct rig_caller_s {
     rig_buf_t                http_rx;
     rig_buf_t                rx;
 
-    int64_t                  start_us;      /* schedule origin */
     int64_t                  next_us;       /* the next frame is due */
     int64_t                  hangup_us;     /* soak: when it hangs up */
     int64_t                  stop_us;       /* Twilio's stop is due */
     int64_t                  relaunch_us;   /* soak: the next call */
     int64_t                  dtmf_us;       /* soak: the next digit */
-    int64_t                  ended_us;
     rig_hangup_e             hangup;
     uint32_t                 seq;           /* frames sent */
     uint32_t                 msg_seq;       /* Twilio's sequenceNumber */
@@ -193,7 +190,6 @@ typedef struct {
     unsigned                 launched;
     int64_t                  launch_us;
     uint32_t                 oa_conns;
-    uint32_t                 call_serial;
 
     /* the phase of the run */
     int                      phase;
@@ -201,7 +197,6 @@ typedef struct {
     int64_t                  win_start_us;
     int64_t                  win_end_us;
     int                      window_open;   /* frames sent now count */
-    int                      floor_phase;
 
     /* measured */
     rig_hist_t               lat;
@@ -268,6 +263,8 @@ int rig_sign(const char *key, const char *data, size_t len, char *out);
 const char *rig_json_str(const char *msg, size_t len, const char *key,
     size_t *vlen);
 int rig_buf_add(rig_buf_t *b, const void *data, size_t len);
+int rig_message(struct lws *wsi, rig_buf_t *b, void *in, size_t len,
+    const char **msg, size_t *n);
 int rig_queue(rig_buf_t *q, const char *msg, size_t len);
 int rig_queue_flush(struct lws *wsi, rig_buf_t *q);
 int rig_send(struct lws *wsi, const char *msg, size_t len);

@@ -70,14 +70,12 @@ rig_caller_launch(rig_caller_t *c, int floor)
     memcpy(c->stream_sid, "MZ", 2);
     rig_hex(c->stream_sid + 2, 32);
 
-    if (!floor) {
-        rig.calls_started++;
-    }
-
     if (floor) {
         snprintf(c->path, sizeof(c->path), "/floor");
         return rig_caller_upgrade(c);
     }
+
+    rig.calls_started++;
 
     return rig_caller_webhook(c);
 }
@@ -182,6 +180,8 @@ rig_caller_cb(struct lws *wsi, enum lws_callback_reasons reason,
 {
     int            n;
     char           buf[LWS_PRE + 4096], *p;
+    size_t         mlen;
+    const char    *msg;
     unsigned char  body[LWS_PRE + 256];
     rig_caller_t  *c = user;
 
@@ -276,8 +276,7 @@ rig_caller_cb(struct lws *wsi, enum lws_callback_reasons reason,
         }
 
         /* calls start spread over the 20 ms, on the tick's 1 ms grid */
-        c->start_us = rig.tick_us + 1000 * (1 + (c->idx * 7) % 20);
-        c->next_us = c->start_us;
+        c->next_us = rig.tick_us + 1000 * (1 + (c->idx * 7) % 20);
         c->play_end_us = 0;
 
         lws_callback_on_writable(wsi);
@@ -287,21 +286,9 @@ rig_caller_cb(struct lws *wsi, enum lws_callback_reasons reason,
         return rig_caller_write(c, wsi);
 
     case LWS_CALLBACK_CLIENT_RECEIVE:
-        if (!lws_is_final_fragment(wsi) || c->rx.len) {
-            if (rig_buf_add(&c->rx, in, len) != 0) {
-                return -1;
-            }
+        n = rig_message(wsi, &c->rx, in, len, &msg, &mlen);
 
-            if (!lws_is_final_fragment(wsi)) {
-                return 0;
-            }
-
-            n = rig_caller_message(c, (const char *) c->rx.data, c->rx.len);
-            c->rx.len = 0;
-            return n;
-        }
-
-        return rig_caller_message(c, in, len);
+        return n == 1 ? rig_caller_message(c, msg, mlen) : n;
 
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         c->msgs_recv++;
@@ -778,11 +765,9 @@ rig_caller_failed(rig_caller_t *c, const char *why)
     fprintf(stderr, "rig: call %u (%s) failed: %s\n", c->idx, c->call_sid,
             why);
 
-    c->failed = 1;
     c->http = NULL;
     c->ws = NULL;
     c->state = RIG_CALL_DONE;
-    c->ended_us = rig_now();
 }
 
 
@@ -794,7 +779,6 @@ rig_caller_closed(rig_caller_t *c)
     now = rig_now();
 
     c->state = RIG_CALL_DONE;
-    c->ended_us = now;
     c->ws = NULL;
 
     if (c->oa && c->oa->caller == c) {

@@ -108,26 +108,18 @@ static int
 rig_peer_rx(rig_oa_t *oa, struct lws *wsi, void *in, size_t len,
     int (*handler)(rig_oa_t *oa, const char *msg, size_t len))
 {
-    int  rc;
+    int          rc;
+    size_t       n;
+    const char  *msg;
 
     if (oa->closing) {
         return 0;
     }
 
-    if (!lws_is_final_fragment(wsi) || oa->rx.len) {
-        if (rig_buf_add(&oa->rx, in, len) != 0) {
-            return -1;
-        }
+    rc = rig_message(wsi, &oa->rx, in, len, &msg, &n);
 
-        if (!lws_is_final_fragment(wsi)) {
-            return 0;
-        }
-
-        rc = handler(oa, (const char *) oa->rx.data, oa->rx.len);
-        oa->rx.len = 0;
-
-    } else {
-        rc = handler(oa, in, len);
+    if (rc == 1) {
+        rc = handler(oa, msg, n);
     }
 
     if (oa->out.len || oa->close_due) {

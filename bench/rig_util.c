@@ -189,6 +189,37 @@ rig_buf_add(rig_buf_t *b, const void *data, size_t len)
 }
 
 
+/*
+ * A whole message out of what lws hands over: 1 and the message when it
+ * is complete (valid until the next call), 0 while a fragmented one is
+ * being assembled, -1 when it does not fit
+ */
+int
+rig_message(struct lws *wsi, rig_buf_t *b, void *in, size_t len,
+    const char **msg, size_t *n)
+{
+    if (lws_is_final_fragment(wsi) && b->len == 0) {
+        *msg = in;
+        *n = len;
+        return 1;
+    }
+
+    if (rig_buf_add(b, in, len) != 0) {
+        return -1;
+    }
+
+    if (!lws_is_final_fragment(wsi)) {
+        return 0;
+    }
+
+    *msg = (const char *) b->data;
+    *n = b->len;
+    b->len = 0;
+
+    return 1;
+}
+
+
 /* a message queued to be sent when the connection is writable */
 int
 rig_queue(rig_buf_t *q, const char *msg, size_t len)
