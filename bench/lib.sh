@@ -185,12 +185,16 @@ bench_stop_nginx() {
     master=
 }
 
-# lines at [alert], [crit] or [emerg]: reported, and a failed run
+# lines at [alert], [crit] or [emerg], or a sanitizer's report on nginx's
+# stderr (an ASan build): reported, and a failed run
 bench_log_alerts() {
     local bad
-    bad=$(grep -cE '\[(alert|crit|emerg)\]' "$tmp/error.log" || true)
+    bad=$(cat "$tmp/error.log" "$tmp/nginx.stderr" 2>/dev/null |
+          grep -cE '\[(alert|crit|emerg)\]|Sanitizer|runtime error:' || true)
     [ "${bad:-0}" = 0 ] && return 0
-    say "$bad [alert]/[crit]/[emerg] lines in nginx's error log:"
-    grep -E '\[(alert|crit|emerg)\]' "$tmp/error.log" | head -5 >&2
+    say "$bad [alert]/[crit]/[emerg] or sanitizer lines from nginx:"
+    cat "$tmp/error.log" "$tmp/nginx.stderr" 2>/dev/null |
+        grep -E '\[(alert|crit|emerg)\]|Sanitizer|runtime error:' |
+        head -5 >&2
     return 1
 }
