@@ -5,8 +5,8 @@
 # The caller sets, before bench_setup:  name (for messages), workers, pin
 # (1: workers on CPU 1.., the rig on CPU 0), out (a directory to keep the
 # run's files in, or empty).  bench_setup sets TOP, NGINX, MODULE, RIG,
-# tmp, port, oa_port, floor_port, rig_cpu (the taskset prefix for the
-# rig); bench_start_nginx sets master and pids (the workers).  NGINX and
+# tmp, port, oa_port, floor_port, rig_cpu (the chrt and taskset prefix for
+# the rig); bench_start_nginx sets master and pids (the workers).  NGINX and
 # MODULE in the environment name another nginx and module (the tests' ASan
 # build); by default the stock /usr/sbin/nginx and build/.
 
@@ -35,11 +35,18 @@ bench_setup() {
                         LocalAddr => "127.0.0.1:0") or die $! } 1 .. 3;
         print join(" ", map { $_->sockport } @s), "\n"')
 
+    # BENCH_RT=N (as root): nginx and the rig as SCHED_FIFO priority N, so
+    # that on a machine shared with other jobs they run as soon as they
+    # are ready (the kernel still leaves others 5 % of each core)
     pin_cpu=()
     rig_cpu=()
+    if [ "${BENCH_RT:-0}" != 0 ]; then
+        pin_cpu=(chrt -f "$BENCH_RT")
+        rig_cpu=(chrt -f "$BENCH_RT")
+    fi
     if [ "$pin" = 1 ] && [ "$(nproc)" -ge 2 ]; then
-        pin_cpu=(taskset -c 1)
-        rig_cpu=(taskset -c 0)
+        pin_cpu+=(taskset -c 1)
+        rig_cpu+=(taskset -c 0)
     fi
 }
 

@@ -19,7 +19,9 @@ my $root = Cwd::abs_path(File::Basename::dirname(__FILE__) . '/..');
 plan skip_all => 'pkg-config libwebsockets not found (util/install-deps test)'
     unless system('pkg-config --exists libwebsockets 2>/dev/null') == 0;
 
-# the nginx and module of this run of the suite (ASan builds included)
+# the nginx and module of this run of the suite (ASan builds included),
+# as ordinary processes
+local $ENV{BENCH_RT} = 0;
 local $ENV{NGINX} = $ENV{TEST_NGINX_BINARY} if $ENV{TEST_NGINX_BINARY};
 local $ENV{MODULE} = $ENV{TEST_NGINX_MODULE} if $ENV{TEST_NGINX_MODULE};
 
