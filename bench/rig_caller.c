@@ -741,7 +741,7 @@ rig_caller_hangup(rig_caller_t *c, rig_hangup_e side)
     c->hangup = side;
 
     if (side == RIG_HANGUP_CALLER) {
-        rig.hangups_caller++;
+        rig.hangups_caller += !c->floor;
         c->stop_us = rig_now() + (c->floor ? 0 : RIG_STOP_DRAIN);
         return;
     }
