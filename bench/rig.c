@@ -63,6 +63,8 @@ static uint64_t     rig_all0;
 
 static int rig_options(int argc, char **argv);
 static int rig_context(void);
+static struct lws_vhost *rig_vhost(const char *name, int port,
+    const struct lws_protocols *protocols, const char *cert);
 static int rig_tick_start(void);
 static int rig_tick_cb(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len);
@@ -282,6 +284,37 @@ rig_usage(void)
 }
 
 
+/* a vhost on the loopback; with a certificate, on TLS */
+static struct lws_vhost *
+rig_vhost(const char *name, int port, const struct lws_protocols *protocols,
+    const char *cert)
+{
+    struct lws_vhost                 *vh;
+    struct lws_context_creation_info  info;
+
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = name;
+    info.port = port;
+    info.iface = port == CONTEXT_PORT_NO_LISTEN ? NULL : rig.host;
+    info.protocols = protocols;
+
+    if (cert) {
+        info.ssl_cert_filepath = cert;
+        info.ssl_private_key_filepath = rig.key;
+        info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    }
+
+    vh = lws_create_vhost(rig.ctx, &info);
+
+    if (vh == NULL) {
+        fprintf(stderr, "rig: the %s vhost cannot listen on %d\n", name,
+                port);
+    }
+
+    return vh;
+}
+
+
 static const struct lws_protocols  rig_tick_protocol = {
     "rig-tick", rig_tick_cb, 0, 0, 0, NULL, 0
 };
@@ -314,37 +347,13 @@ rig_context(void)
         return -1;
     }
 
-    memset(&info, 0, sizeof(info));
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = client;
-    info.vhost_name = "callers";
+    rig.client_vh = rig_vhost("callers", CONTEXT_PORT_NO_LISTEN, client,
+                              NULL);
 
-    rig.client_vh = lws_create_vhost(rig.ctx, &info);
-
-    memset(&info, 0, sizeof(info));
-    info.port = rig.openai_port;
-    info.iface = rig.host;
-    info.protocols = openai;
-    info.vhost_name = "openai";
-    info.ssl_cert_filepath = rig.cert;
-    info.ssl_private_key_filepath = rig.key;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-
-    if (rig.client_vh == NULL || lws_create_vhost(rig.ctx, &info) == NULL) {
-        fprintf(stderr, "rig: the OpenAI stand-in cannot listen on %d\n",
-                rig.openai_port);
-        return -1;
-    }
-
-    memset(&info, 0, sizeof(info));
-    info.port = rig.floor_port;
-    info.iface = rig.host;
-    info.protocols = floor;
-    info.vhost_name = "floor";
-
-    if (lws_create_vhost(rig.ctx, &info) == NULL) {
-        fprintf(stderr, "rig: the floor cannot listen on %d\n",
-                rig.floor_port);
+    if (rig.client_vh == NULL
+        || rig_vhost("openai", rig.openai_port, openai, rig.cert) == NULL
+        || rig_vhost("floor", rig.floor_port, floor, NULL) == NULL)
+    {
         return -1;
     }
 

@@ -28,6 +28,8 @@ static int rig_caller_cb(struct lws *wsi, enum lws_callback_reasons reason,
     void *user, void *in, size_t len);
 static int rig_caller_webhook(rig_caller_t *c);
 static int rig_caller_upgrade(rig_caller_t *c);
+static int rig_caller_connect(rig_caller_t *c, rig_call_state_e state,
+    int port, const char *path, const char *method, struct lws **pwsi);
 static int rig_caller_headers(rig_caller_t *c, struct lws *wsi, void *in,
     size_t len);
 static int rig_caller_twiml(rig_caller_t *c);
@@ -85,9 +87,8 @@ rig_caller_launch(rig_caller_t *c, int floor)
 static int
 rig_caller_webhook(rig_caller_t *c)
 {
-    int                             n;
-    char                            acct[36], data[512];
-    struct lws_client_connect_info  i;
+    int   n;
+    char  acct[36], data[512];
 
     memcpy(acct, "AC", 2);
     rig_hex(acct + 2, 32);
@@ -107,28 +108,8 @@ rig_caller_webhook(rig_caller_t *c)
         return -1;
     }
 
-    c->state = RIG_CALL_WEBHOOK;
-
-    memset(&i, 0, sizeof(i));
-    i.context = rig.ctx;
-    i.vhost = rig.client_vh;
-    i.address = rig.host;
-    i.port = rig.nginx_port;
-    i.path = "/incoming-call";
-    i.host = RIG_PUBLIC_HOST;
-    i.method = "POST";
-    i.local_protocol_name = rig_caller_protocol.name;
-    i.userdata = c;
-    i.pwsi = &c->http;
-
-    if (lws_client_connect_via_info(&i) == NULL && c->state
-        == RIG_CALL_WEBHOOK)
-    {
-        rig_caller_failed(c, "webhook connect");
-        return -1;
-    }
-
-    return 0;
+    return rig_caller_connect(c, RIG_CALL_WEBHOOK, rig.nginx_port,
+                              "/incoming-call", "POST", &c->http);
 }
 
 
@@ -136,9 +117,8 @@ rig_caller_webhook(rig_caller_t *c)
 static int
 rig_caller_upgrade(rig_caller_t *c)
 {
-    int                             n;
-    char                            url[256];
-    struct lws_client_connect_info  i;
+    int   n;
+    char  url[256];
 
     if (!c->floor) {
         n = snprintf(url, sizeof(url), "wss://" RIG_PUBLIC_HOST "%s",
@@ -149,24 +129,38 @@ rig_caller_upgrade(rig_caller_t *c)
         }
     }
 
-    c->state = RIG_CALL_UPGRADE;
+    return rig_caller_connect(c, RIG_CALL_UPGRADE,
+                              c->floor ? rig.floor_port : rig.nginx_port,
+                              c->path, NULL, &c->ws);
+}
+
+
+/* a connection of this call's: the webhook (POST) or its WebSocket */
+static int
+rig_caller_connect(rig_caller_t *c, rig_call_state_e state, int port,
+    const char *path, const char *method, struct lws **pwsi)
+{
+    struct lws_client_connect_info  i;
+
+    c->state = state;
 
     memset(&i, 0, sizeof(i));
     i.context = rig.ctx;
     i.vhost = rig.client_vh;
     i.address = rig.host;
-    i.port = c->floor ? rig.floor_port : rig.nginx_port;
-    i.path = c->path;
+    i.port = port;
+    i.path = path;
     i.host = RIG_PUBLIC_HOST;
+    i.method = method;
     i.ietf_version_or_minus_one = -1;
     i.local_protocol_name = rig_caller_protocol.name;
     i.userdata = c;
-    i.pwsi = &c->ws;
+    i.pwsi = pwsi;
 
-    if (lws_client_connect_via_info(&i) == NULL
-        && c->state == RIG_CALL_UPGRADE)
-    {
-        rig_caller_failed(c, "upgrade connect");
+    /* a failure may have been reported already, through the callback */
+
+    if (lws_client_connect_via_info(&i) == NULL && c->state == state) {
+        rig_caller_failed(c, method ? "webhook connect" : "upgrade connect");
         return -1;
     }
 
