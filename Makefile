@@ -5,10 +5,17 @@
 #   make test       install what the tests need, build, run the whole suite
 #   make test SANITIZE=address,undefined
 #                   the same against nginx 1.22.1 built with ASan+UBSan
+#   make check-style
+#                   the C style of STYLE.md (80 columns, no tabs or trailing
+#                   spaces, peer text escaped before it is logged)
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
 #   make bench      the load rig, 100 calls for 20 s: one JSON line
 #   make soak       200 calls for 10 minutes, then the leak checks
+#   make fuzz       build the libFuzzer harnesses (clang, ASan+UBSan) and
+#                   run each for FUZZ_SECONDS (7) on its seed corpus
+#   make fuzz FUZZ_SECONDS=600 FUZZERS="twilio realtime"
+#                   a long run, of some harnesses only
 
 SHELL      := /bin/bash
 TOP        := $(CURDIR)
@@ -18,6 +25,8 @@ SANITIZE   ?=
 NGINX_SRC  ?=
 PORT       ?= 5050
 PROVE_ARGS ?= t/
+FUZZ_SECONDS ?= 7
+FUZZERS    ?=
 
 SOURCES    := config ngx_voice_module.c $(wildcard src/*.c src/*.h)
 WARN       := -Wall -Wextra -Werror
@@ -45,12 +54,8 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-RIG        := $(BUILD)/voice-rig
-RIG_SRC    := $(wildcard bench/*.c bench/*.h)
-SOAK_ARGS  ?=
-
-.PHONY: all build deps test-deps run test valgrind clean bench-deps bench \
-        bench-smoke soak
+.PHONY: all build deps test-deps run test valgrind check-style fuzz clean \
+        bench-deps bench bench-smoke soak
 
 all: build
 
@@ -153,6 +158,15 @@ bench-smoke: bench-deps
 soak: bench-deps
 	@$(MAKE) --no-print-directory -s build $(RIG)
 	@bench/soak $(SOAK_ARGS)
+# util/check-style checks itself on fixture files first
+check-style:
+	util/check-style --self-test >/dev/null || util/check-style --self-test
+	util/check-style
+
+# libFuzzer harnesses (fuzz/) against a clang-built nginx tree of their own
+fuzz:
+	util/build-fuzz
+	util/run-fuzz $(FUZZ_SECONDS) $(FUZZERS)
 
 clean:
 	rm -rf $(BUILD) t/servroot*

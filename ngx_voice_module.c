@@ -13,8 +13,13 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice.h"
+#include "ngx_voice_agent_conf.h"
+#include "ngx_voice_bearer.h"
+#include "ngx_voice_call_action.h"
 #include "ngx_voice_media_stream.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_secret.h"
+#include "ngx_voice_status.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_variables.h"
 
@@ -28,6 +33,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_voice_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_voice_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_voice_init_process(ngx_cycle_t *cycle);
 static void ngx_voice_exit_process(ngx_cycle_t *cycle);
 static void *ngx_voice_create_main_conf(ngx_conf_t *cf);
 static void *ngx_voice_create_loc_conf(ngx_conf_t *cf);
@@ -39,15 +46,41 @@ static char *ngx_voice_merge_role(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_webhook(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_agent(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_merge_media_stream(ngx_conf_t *cf,
     ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_handler(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
+static char *ngx_voice_merge_status(ngx_conf_t *cf,
+    ngx_voice_loc_conf_t *conf);
 static char *ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_voice_set_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_voice_check_msec(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_voice_check_size(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_voice_check_num(ngx_conf_t *cf, void *post, void *data);
 static char *ngx_voice_bounds_error(ngx_conf_t *cf,
     ngx_voice_conf_bounds_t *b, const char *unit);
+
+
+/* by role: the content handler, and the directive that sets it */
+static ngx_http_handler_pt  ngx_voice_role_handlers[] = {
+    NULL,
+    ngx_voice_webhook_handler,
+    ngx_voice_media_stream_handler,
+    ngx_voice_call_action_handler,
+    ngx_voice_status_handler
+};
+
+static const char  *ngx_voice_role_names[] = {
+    NULL,
+    "voice_incoming_call",
+    "voice_media_stream",
+    "voice_call_action",
+    "voice_status"
+};
 
 
 static ngx_voice_conf_bounds_t  ngx_voice_msec_positive =
@@ -94,6 +127,20 @@ static ngx_command_t  ngx_voice_commands[] = {
       ngx_voice_set_handler,
       NGX_HTTP_LOC_CONF_OFFSET,
       NGX_VOICE_ROLE_MEDIA_STREAM,
+      NULL },
+
+    { ngx_string("voice_call_action"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_voice_set_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_VOICE_ROLE_CALL_ACTION,
+      NULL },
+
+    { ngx_string("voice_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_voice_set_status,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_VOICE_ROLE_STATUS,
       NULL },
 
     /* what Twilio signs: src/ngx_voice_signature.c */
@@ -147,6 +194,27 @@ static ngx_command_t  ngx_voice_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_voice_loc_conf_t, webhook.fallback_say),
+      NULL },
+
+    { ngx_string("voice_call_action_url"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_voice_webhook_set_action_url,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, webhook),
+      NULL },
+
+    { ngx_string("voice_transfer_say"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, webhook.transfer_say),
+      NULL },
+
+    { ngx_string("voice_transfer_time_limit"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, webhook.transfer_time_limit),
       NULL },
 
     /* the OpenAI leg: src/ngx_voice_openai.c */
@@ -295,13 +363,52 @@ static ngx_command_t  ngx_voice_commands[] = {
       offsetof(ngx_voice_loc_conf_t, session.greeting),
       NULL },
 
+    { ngx_string("voice_hangup"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, session.hangup),
+      NULL },
+
+    { ngx_string("voice_transfer"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE23,
+      ngx_voice_session_set_transfer,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, session),
+      NULL },
+
+    { ngx_string("voice_transcription_model"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, session.transcription_model),
+      NULL },
+
+    /* a private upstream published behind a secret: ngx_voice_bearer.c */
+
+    { ngx_string("voice_require_bearer"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_voice_conf_set_secret_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, bearer),
+      NULL },
+
+    /* the transcript log: src/ngx_voice_transcript.c */
+
+    { ngx_string("voice_transcript_log"),
+      NGX_VOICE_ANY_CONF|NGX_CONF_TAKE1,
+      ngx_voice_transcript_set_log,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_voice_loc_conf_t, transcript),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_voice_module_ctx = {
     ngx_voice_preconfiguration,            /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_voice_postconfiguration,           /* postconfiguration */
 
     ngx_voice_create_main_conf,            /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -321,7 +428,7 @@ ngx_module_t  ngx_voice_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_voice_init_process,                /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     ngx_voice_exit_process,                /* exit process */
@@ -337,6 +444,22 @@ ngx_voice_preconfiguration(ngx_conf_t *cf)
 }
 
 
+/* the counters of the zone of this cycle */
+static ngx_int_t
+ngx_voice_init_process(ngx_cycle_t *cycle)
+{
+    ngx_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_voice_module);
+
+    ngx_voice_metrics_init_process(vmcf && vmcf->token_zone
+                                   ? ngx_voice_token_metrics(vmcf->token_zone)
+                                   : NULL);
+
+    return NGX_OK;
+}
+
+
 /* the TLS sessions each worker kept for reuse go with it */
 static void
 ngx_voice_exit_process(ngx_cycle_t *cycle)
@@ -344,6 +467,8 @@ ngx_voice_exit_process(ngx_cycle_t *cycle)
     ngx_uint_t                 i;
     ngx_voice_main_conf_t     *vmcf;
     ngx_voice_openai_conf_t  **stream;
+
+    ngx_voice_metrics_exit_process();
 
     vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_voice_module);
     if (vmcf == NULL) {
@@ -358,6 +483,17 @@ ngx_voice_exit_process(ngx_cycle_t *cycle)
             stream[i]->ssl_session = NULL;
         }
     }
+}
+
+
+static ngx_int_t
+ngx_voice_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_voice_agent_conf_check(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_voice_bearer_init(cf);
 }
 
 
@@ -410,6 +546,7 @@ ngx_voice_create_loc_conf(ngx_conf_t *cf)
     ngx_voice_openai_create_conf(&conf->openai);
     ngx_voice_call_create_conf(&conf->call);
     ngx_voice_session_create_conf(&conf->session);
+    ngx_voice_transcript_create_conf(&conf->transcript);
 
     return conf;
 }
@@ -430,10 +567,15 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         || ngx_voice_call_merge_conf(cf, &prev->call, &conf->call)
            != NGX_CONF_OK
         || ngx_voice_session_merge_conf(cf, &prev->session, &conf->session)
+           != NGX_CONF_OK
+        || ngx_voice_transcript_merge_conf(cf, &prev->transcript,
+                                           &conf->transcript)
            != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_merge_str_value(conf->bearer, prev->bearer, "");
 
     if (ngx_voice_merge_unnamed(cf, prev, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
@@ -446,6 +588,12 @@ ngx_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     case NGX_VOICE_ROLE_MEDIA_STREAM:
         return ngx_voice_merge_media_stream(cf, conf);
+
+    case NGX_VOICE_ROLE_CALL_ACTION:
+        return ngx_voice_merge_webhook(cf, conf);
+
+    case NGX_VOICE_ROLE_STATUS:
+        return ngx_voice_merge_status(cf, conf);
 
     default: /* NGX_VOICE_ROLE_NONE */
         return NGX_CONF_OK;
@@ -477,45 +625,30 @@ ngx_voice_merge_unnamed(ngx_conf_t *cf, ngx_voice_loc_conf_t *prev,
     if (clcf->lmt_excpt && clcf->handler == NULL
         && conf->role != NGX_VOICE_ROLE_NONE)
     {
-        clcf->handler = (conf->role == NGX_VOICE_ROLE_INCOMING_CALL)
-                        ? ngx_voice_webhook_handler
-                        : ngx_voice_media_stream_handler;
+        clcf->handler = ngx_voice_role_handlers[conf->role];
     }
 
     return NGX_CONF_OK;
 }
 
 
-/* what both content handlers need, checked once everything is merged */
+/* what every content handler needs, checked once everything is merged */
 static char *
 ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
-    const char                *name;
-    ngx_voice_main_conf_t     *vmcf;
-    ngx_http_core_loc_conf_t  *clcf;
+    const char             *name;
+    ngx_voice_main_conf_t  *vmcf;
 
-    name = (conf->role == NGX_VOICE_ROLE_INCOMING_CALL)
-           ? "voice_incoming_call" : "voice_media_stream";
+    name = ngx_voice_role_names[conf->role];
 
-    /* a content handler set after ours, e.g. proxy_pass, replaced it */
-
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-
-    if (clcf->handler != ngx_voice_webhook_handler
-        && clcf->handler != ngx_voice_media_stream_handler
-        && !(clcf->noname && clcf->handler == NULL))
-    {
-        /* an "if" block keeps its location's handler: it has none */
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "\"%s\" conflicts with another content handler in "
-                      "location \"%V\" in %s:%ui", name, &clcf->name,
-                      conf->role_file, conf->role_line);
+    if (ngx_voice_merge_handler(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
     vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
 
     if (vmcf->token_zone == NULL) {
+        /* log-safe: configuration file names and units; configuration text */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"%s\" requires \"voice_token_zone\" in the http "
                       "block in %s:%ui", name, conf->role_file,
@@ -524,6 +657,7 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     }
 
     if (conf->signature.enabled && conf->signature.auth_token.len == 0) {
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_twilio_auth_token\" is required while "
                       "\"voice_signature\" is on in %s:%ui",
@@ -538,7 +672,10 @@ ngx_voice_merge_role(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 static char *
 ngx_voice_merge_webhook(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 {
-    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK) {
+    if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
+        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK
+        || ngx_voice_agent_conf_add(cf, conf) != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -554,7 +691,25 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
     ngx_voice_openai_conf_t  **stream;
 
     if (ngx_voice_merge_role(cf, conf) != NGX_CONF_OK
-        || ngx_voice_openai_init_conf(cf, &conf->openai) != NGX_CONF_OK)
+        || ngx_voice_merge_agent(cf, conf) != NGX_CONF_OK
+        || ngx_voice_agent_conf_add(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->openai.api_key.len == 0) {
+        /* an empty key would still open a connection, to be refused */
+        /* log-safe: configuration file names and units */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_openai_api_key\" is required by "
+                      "\"voice_media_stream\" in %s:%ui",
+                      conf->role_file, conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_voice_openai_init_conf(cf, &conf->openai, conf->role_file,
+                                   conf->role_line)
+        != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -568,11 +723,15 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 
     *stream = &conf->openai;
 
+    /* the caller's words are transcribed only for a transcript log */
+    conf->session.transcribe = (conf->transcript.file != NULL);
+
     if (ngx_voice_session_build(cf, &conf->session) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     if (conf->call.buffer_size < 2 * conf->call.max_message_size) {
+        /* log-safe: configuration file names and units */
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"voice_buffer_size\" must be at least twice "
                       "\"voice_max_message_size\" in %s:%ui",
@@ -606,6 +765,104 @@ ngx_voice_merge_media_stream(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
 }
 
 
+/*
+ * The model's hang-up and transfer end the stream; without an action URL
+ * Twilio would go on to the fallback <Say> and hang up.
+ */
+static char *
+ngx_voice_merge_agent(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    if ((conf->session.hangup || conf->session.transfers)
+        && conf->webhook.action_path.len == 0)
+    {
+        /* log-safe: configuration file names and units */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_call_action_url\" is required by "
+                      "\"voice_hangup\" and \"voice_transfer\" in %s:%ui",
+                      conf->role_file, conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a content handler set after ours, e.g. proxy_pass, replaced it */
+static char *
+ngx_voice_merge_handler(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler != ngx_voice_role_handlers[conf->role]
+        && !(clcf->noname && clcf->handler == NULL))
+    {
+        /* an "if" block keeps its location's handler: it has none */
+        /* log-safe: configuration file names and units; configuration text */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"%s\" conflicts with another content handler in "
+                      "location \"%V\" in %s:%ui",
+                      ngx_voice_role_names[conf->role], &clcf->name,
+                      conf->role_file, conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* /health and /metrics live in the token zone's shared memory */
+static char *
+ngx_voice_merge_status(ngx_conf_t *cf, ngx_voice_loc_conf_t *conf)
+{
+    ngx_voice_main_conf_t  *vmcf;
+
+    if (ngx_voice_merge_handler(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_voice_module);
+
+    if (vmcf->token_zone == NULL) {
+        /* log-safe: configuration file names and units */
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"voice_status\" requires \"voice_token_zone\" in the "
+                      "http block in %s:%ui", conf->role_file,
+                      conf->role_line);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* voice_status [health] */
+static char *
+ngx_voice_set_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_voice_loc_conf_t  *vlcf = conf;
+
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_strcmp(value[1].data, "health") != 0) {
+            /* log-safe: configuration text */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"voice_status\" parameter \"%V\": "
+                               "\"health\" or none expected", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        vlcf->status_health = 1;
+    }
+
+    return ngx_voice_set_handler(cf, cmd, conf);
+}
+
+
 /* as proxy_pass does: the location's content handler, set here */
 static char *
 ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -620,8 +877,7 @@ ngx_voice_set_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                : "conflicts with another voice role in the same block";
     }
 
-    handler = (cmd->offset == NGX_VOICE_ROLE_INCOMING_CALL)
-              ? ngx_voice_webhook_handler : ngx_voice_media_stream_handler;
+    handler = ngx_voice_role_handlers[cmd->offset];
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
@@ -695,11 +951,13 @@ ngx_voice_bounds_error(ngx_conf_t *cf, ngx_voice_conf_bounds_t *b,
     value = cf->args->elts;
 
     if (b->high) {
+        /* log-safe: configuration file names and units; configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must be between %i%s and %i%s",
                            &value[0], b->low, unit, b->high, unit);
 
     } else {
+        /* log-safe: configuration file names and units; configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must be at least %i%s",
                            &value[0], b->low, unit);

@@ -17,6 +17,7 @@
 #include "ngx_voice_call_end.h"
 #include "ngx_voice_call_io.h"
 #include "ngx_voice_call_relay.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_util.h"
 
 
@@ -30,6 +31,7 @@ static void ngx_voice_call_tick(ngx_event_t *ev);
 static ngx_int_t ngx_voice_call_check_peer(ngx_voice_call_t *call,
     ngx_voice_peer_t *peer);
 static void ngx_voice_call_duration_timeout(ngx_event_t *ev);
+static void ngx_voice_call_count(ngx_event_t *ev);
 
 
 static ngx_log_handler_pt  ngx_voice_call_http_log_handler;
@@ -69,9 +71,10 @@ ngx_voice_call_merge_conf(ngx_conf_t *cf, ngx_voice_call_conf_t *prev,
 ngx_int_t
 ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
 {
-    ngx_voice_call_t      *call;
-    ngx_http_cleanup_t    *cln;
-    ngx_voice_loc_conf_t  *vlcf;
+    ngx_voice_call_t       *call;
+    ngx_http_cleanup_t     *cln;
+    ngx_voice_loc_conf_t   *vlcf;
+    ngx_voice_main_conf_t  *vmcf;
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
 
@@ -80,9 +83,13 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
         return NGX_ERROR;
     }
 
+    vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
+
     call->request = r;
     call->conf = &vlcf->call;
     call->session = &vlcf->session;
+    call->zone = vmcf->token_zone;
+    call->transcript = vlcf->transcript.file;
     call->info = *info;
     call->vars.call_sid = call->info.call_sid;
     call->accepted = ngx_current_msec;
@@ -96,6 +103,9 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
 
     cln->handler = ngx_voice_call_cleanup;
     cln->data = call;
+
+    /* counted out in ngx_voice_call_release(), whatever happens next */
+    ngx_voice_metrics_call(1);
 
     /* the log handler finds the call through the request */
     ngx_http_set_ctx(r, call, ngx_voice_module);
@@ -122,6 +132,9 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
                          ngx_voice_call_duration_timeout,
                          call->conf->max_call_duration);
     call->duration_timer.cancelable = 0;
+
+    ngx_voice_call_timer(call, &call->count_timer, ngx_voice_call_count,
+                         1000);
 
     /* the OpenAI leg opens in parallel with Twilio's connected/start */
 
@@ -257,7 +270,7 @@ ngx_voice_call_start_timeout(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: no Twilio start within voice_start_timeout");
 
-    ngx_voice_call_set_reason(call, "no start");
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_START_TIMEOUT, "no start");
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_POLICY,
                        NGX_VOICE_WS_CLOSE_NORMAL, "no start");
     ngx_voice_call_after_io(call);
@@ -304,13 +317,15 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
                 && ngx_current_msec - peer->last_recv >= idle)))
     {
         /* checked first: a peer that neither reads nor talks is stuck */
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(peer->log_level, call->log, 0,
                       "voice: %s is not reading: %M ms since it took "
                       "data, %M ms since it sent any (voice_idle_timeout)",
                       peer->name, ngx_current_msec - peer->last_send,
                       ngx_current_msec - peer->last_recv);
 
-        ngx_voice_call_set_reason(call, "%s is not reading", peer->name);
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_BACKPRESSURE,
+                                  "%s is not reading", peer->name);
 
         /* what waits will not get through: the close frame goes first */
         ngx_voice_peer_discard(peer);
@@ -323,12 +338,14 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
     }
 
     if (!peer->paused && ngx_current_msec - peer->last_recv >= idle) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(peer->log_level, call->log, 0,
                       "voice: %s sent nothing for %M ms "
                       "(voice_idle_timeout)", peer->name,
                       ngx_current_msec - peer->last_recv);
 
-        ngx_voice_call_set_reason(call, "%s idle", peer->name);
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_IDLE_TIMEOUT, "%s idle",
+                                  peer->name);
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                            NGX_VOICE_WS_CLOSE_NORMAL, "idle timeout");
         return NGX_ERROR;
@@ -345,6 +362,19 @@ ngx_voice_call_check_peer(ngx_voice_call_t *call, ngx_voice_peer_t *peer)
 
 
 static void
+ngx_voice_call_count(ngx_event_t *ev)
+{
+    ngx_voice_call_t  *call = ev->data;
+
+    ngx_voice_call_add_counts(call);
+
+    if (!call->done) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+static void
 ngx_voice_call_duration_timeout(ngx_event_t *ev)
 {
     ngx_voice_call_t  *call = ev->data;
@@ -356,7 +386,8 @@ ngx_voice_call_duration_timeout(ngx_event_t *ev)
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: voice_max_call_duration reached");
 
-    ngx_voice_call_set_reason(call, "max call duration");
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_MAX_DURATION,
+                              "max call duration");
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_NORMAL,
                        NGX_VOICE_WS_CLOSE_NORMAL, "max call duration");
     ngx_voice_call_after_io(call);

@@ -23,6 +23,7 @@
 #include "ngx_voice_realtime.h"
 #include "ngx_voice_session.h"
 #include "ngx_voice_token.h"
+#include "ngx_voice_transcript.h"
 #include "ngx_voice_twilio.h"
 #include "ngx_voice_upstream.h"
 #include "ngx_voice_variables.h"
@@ -39,6 +40,50 @@ typedef struct {
 } ngx_voice_call_conf_t;
 
 
+/* why a call ended: $voice_close_reason's code, and the metrics' */
+typedef enum {
+    NGX_VOICE_END_NONE = 0,
+    NGX_VOICE_END_CALLER_HANGUP,
+    NGX_VOICE_END_OPENAI_CLOSED,
+    NGX_VOICE_END_OPENAI_FAILED,
+    NGX_VOICE_END_START_TIMEOUT,
+    NGX_VOICE_END_IDLE_TIMEOUT,
+    NGX_VOICE_END_MAX_DURATION,
+    NGX_VOICE_END_PROTOCOL_ERROR,
+    NGX_VOICE_END_BACKPRESSURE,
+    NGX_VOICE_END_MESSAGE_TOO_BIG,
+    NGX_VOICE_END_SHUTDOWN,
+    NGX_VOICE_END_MODEL_HANGUP,
+    NGX_VOICE_END_MODEL_TRANSFER,
+    NGX_VOICE_END_INTERNAL_ERROR,
+    NGX_VOICE_END_CODES
+} ngx_voice_end_e;
+
+
+/* the model's last words, held until it is known whether they were cut */
+typedef struct {
+    ngx_uint_t                   pending;
+    u_char                       item_id[NGX_VOICE_ID_MAX];
+    size_t                       item_id_len;
+    u_char                       previous[NGX_VOICE_ID_MAX];
+    size_t                       previous_len;
+    u_char                      *text;           /* LINE_MAX, on first need */
+    size_t                       text_len;
+} ngx_voice_call_said_t;
+
+
+/* where one of the model's items was cut, for a transcript that is late */
+typedef struct {
+    u_char                       item_id[NGX_VOICE_ID_MAX];
+    size_t                       item_id_len;
+    ngx_msec_t                   played_ms;
+    ngx_msec_t                   sent_ms;
+} ngx_voice_call_cut_t;
+
+
+#define NGX_VOICE_CALL_CUTS  4
+
+
 typedef struct {
     ngx_voice_vars_t             vars;           /* first: see variables */
 
@@ -48,6 +93,8 @@ typedef struct {
     ngx_log_t                   *log;            /* adds CallSid, StreamSid */
     ngx_log_handler_pt           log_handler;    /* nginx's, given back */
     ngx_voice_call_info_t        info;
+    ngx_shm_zone_t              *zone;           /* tokens, call records */
+    ngx_voice_transcript_file_t *transcript;
 
     ngx_voice_twilio_t           twilio;
     ngx_voice_upstream_t         upstream;
@@ -68,16 +115,31 @@ typedef struct {
     ngx_event_t                  tick;
     ngx_event_t                  duration_timer;
     ngx_event_t                  close_timer;
+    ngx_event_t                  drain_timer;    /* the model's last words */
+    ngx_event_t                  count_timer;    /* metrics, once a second */
+
+    /* frames and bytes already added to the shared metrics */
+    ngx_uint_t                   counted_frames[2];
+    off_t                        counted_bytes[2];
+
+    /* the phone agent: how a tool ended the call, the words held */
+    u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
+    size_t                       outcome_len;
+    ngx_voice_call_said_t        said;
+    ngx_voice_call_cut_t         cuts[NGX_VOICE_CALL_CUTS];  /* a ring */
+    ngx_uint_t                   ncuts;
 
     ngx_uint_t                   interruptions;
     ngx_uint_t                   dropped_deltas;
 
     u_char                       reason[128];
+    ngx_voice_end_e              end_code;
 
     unsigned                     started:1;      /* "start" checked out */
     unsigned                     session_created:1;
     unsigned                     session_sent:1;
     unsigned                     session_updated:1;
+    unsigned                     agent_ending:1; /* no more caller audio */
     unsigned                     closing:1;
     unsigned                     done:1;
 } ngx_voice_call_t;

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice_call_end.h"
+#include "ngx_voice_metrics.h"
+#include "ngx_voice_token.h"
 #include "ngx_voice_util.h"
 
 
@@ -52,7 +54,8 @@ ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
     }
 
     if (text) {
-        ngx_voice_call_set_reason(call, "%s", text);
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_INTERNAL_ERROR, "%s",
+                                  text);
     }
 
     if (twilio_code != NGX_VOICE_CLOSE_NONE && !tw->eof) {
@@ -79,7 +82,8 @@ ngx_voice_call_end(ngx_voice_call_t *call, ngx_uint_t twilio_code,
 
 
 void
-ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...)
+ngx_voice_call_set_reason(ngx_voice_call_t *call, ngx_voice_end_e code,
+    const char *fmt, ...)
 {
     u_char   *p;
     va_list   args;
@@ -89,6 +93,8 @@ ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...)
         return;
     }
 
+    call->end_code = code;
+
     va_start(args, fmt);
     p = ngx_vslprintf(call->reason, call->reason + sizeof(call->reason),
                       fmt, args);
@@ -96,6 +102,43 @@ ngx_voice_call_set_reason(ngx_voice_call_t *call, const char *fmt, ...)
 
     call->vars.close_reason.data = call->reason;
     call->vars.close_reason.len = p - call->reason;
+}
+
+
+void
+ngx_voice_call_add_counts(ngx_voice_call_t *call)
+{
+    ngx_uint_t         i;
+    ngx_voice_peer_t  *peer[NGX_VOICE_DIRECTIONS];
+
+    peer[NGX_VOICE_TO_OPENAI] = &call->openai.peer;
+    peer[NGX_VOICE_TO_TWILIO] = &call->twilio.peer;
+
+    for (i = 0; i < NGX_VOICE_DIRECTIONS; i++) {
+        ngx_voice_metric_add(frames[i],
+                             peer[i]->frames_out - call->counted_frames[i]);
+        ngx_voice_metric_add(bytes[i],
+                             peer[i]->bytes_out - call->counted_bytes[i]);
+
+        call->counted_frames[i] = peer[i]->frames_out;
+        call->counted_bytes[i] = peer[i]->bytes_out;
+    }
+}
+
+
+ngx_voice_end_e
+ngx_voice_call_failure_code(ngx_uint_t code, const char *reason)
+{
+    if (code == NGX_VOICE_WS_CLOSE_TOO_BIG) {
+        return NGX_VOICE_END_MESSAGE_TOO_BIG;
+    }
+
+    if (code != NGX_VOICE_WS_CLOSE_ERROR) {
+        return NGX_VOICE_END_PROTOCOL_ERROR;
+    }
+
+    return ngx_strstr(reason, "not reading") ? NGX_VOICE_END_BACKPRESSURE
+                                             : NGX_VOICE_END_INTERNAL_ERROR;
 }
 
 
@@ -148,9 +191,13 @@ ngx_voice_call_cleanup(void *data)
     }
 
     if (!call->closing) {
-        ngx_voice_call_set_reason(call, call->request->connection->close
-                                        ? "nginx is shutting down"
-                                        : "request terminated");
+        ngx_voice_call_set_reason(call,
+                                  call->request->connection->close
+                                  ? NGX_VOICE_END_SHUTDOWN
+                                  : NGX_VOICE_END_INTERNAL_ERROR,
+                                  call->request->connection->close
+                                  ? "nginx is shutting down"
+                                  : "request terminated");
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
                            NGX_VOICE_WS_CLOSE_GOING, NULL);
     }
@@ -188,6 +235,28 @@ ngx_voice_call_release(ngx_voice_call_t *call)
         ngx_del_timer(&call->close_timer);
     }
 
+    if (call->drain_timer.timer_set) {
+        ngx_del_timer(&call->drain_timer);
+    }
+
+    if (call->count_timer.timer_set) {
+        ngx_del_timer(&call->count_timer);
+    }
+
+    ngx_voice_call_add_counts(call);
+
+    if (call->zone) {
+        /* the record outlives the call by the ttl: the action reads it */
+        ngx_voice_token_call_ended(call->zone, &call->info.call_sid);
+    }
+
+    ngx_voice_metrics_call(-1);
+    ngx_voice_metric_inc(calls[call->end_code]);
+
+    if (call->said.pending) {
+        ngx_voice_call_write_said(call, NULL);
+    }
+
     ngx_voice_call_log_end(call);
 
     ngx_voice_upstream_close(&call->upstream);
@@ -203,6 +272,39 @@ ngx_voice_call_release(ngx_voice_call_t *call)
 }
 
 
+void
+ngx_voice_call_write_said(ngx_voice_call_t *call, ngx_voice_truncation_t *cut)
+{
+    ngx_str_t                     item_id, previous, text;
+    ngx_voice_transcript_line_t   line;
+
+    call->said.pending = 0;
+
+    item_id.data = call->said.item_id;
+    item_id.len = call->said.item_id_len;
+    previous.data = call->said.previous;
+    previous.len = call->said.previous_len;
+    text.data = call->said.text;
+    text.len = call->said.text_len;
+
+    ngx_memzero(&line, sizeof(ngx_voice_transcript_line_t));
+
+    line.call_sid = &call->info.call_sid;
+    line.item_id = &item_id;
+    line.previous_item_id = &previous;
+    line.assistant = 1;
+    line.text = &text;
+
+    if (cut) {
+        line.interrupted = 1;
+        line.played_ms = cut->played_ms;
+        line.generated_ms = cut->sent_ms;
+    }
+
+    (void) ngx_voice_transcript_write(call->transcript, &line, call->log);
+}
+
+
 static void
 ngx_voice_call_log_end(ngx_voice_call_t *call)
 {
@@ -211,6 +313,7 @@ ngx_voice_call_log_end(ngx_voice_call_t *call)
     tw = &call->twilio.peer;
     oa = &call->openai.peer;
 
+    /* log-safe: a CallSid of Twilio's exact shape, else "-" */
     ngx_log_error(NGX_LOG_INFO, call->log, 0,
                   "voice: call ended, CallSid %V, StreamSid %V, "
                   "duration %Mms, setup %Mms, "

@@ -76,7 +76,8 @@ ngx_voice_call_openai_read(ngx_voice_upstream_t *u)
 
     if (u->peer.connection->close) {
         /* worker_shutdown_timeout reached the OpenAI leg first */
-        ngx_voice_call_set_reason(call, "nginx is shutting down");
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_SHUTDOWN,
+                                  "nginx is shutting down");
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
                            NGX_VOICE_WS_CLOSE_GOING, NULL);
         ngx_voice_call_after_io(call);
@@ -165,7 +166,8 @@ ngx_voice_call_write_legs(ngx_voice_call_t *call)
         if (!call->closing) {
             ngx_log_error(NGX_LOG_INFO, call->log, 0,
                           "voice: Twilio connection failed while writing");
-            ngx_voice_call_set_reason(call, "Twilio connection lost");
+            ngx_voice_call_set_reason(call, NGX_VOICE_END_CALLER_HANGUP,
+                                      "Twilio connection lost");
             ngx_voice_call_end(call, NGX_VOICE_CLOSE_NONE,
                                NGX_VOICE_WS_CLOSE_NORMAL, NULL);
             return;
@@ -178,7 +180,8 @@ ngx_voice_call_write_legs(ngx_voice_call_t *call)
         if (!call->closing) {
             ngx_log_error(NGX_LOG_ERR, call->log, 0,
                           "voice: OpenAI connection failed while writing");
-            ngx_voice_call_set_reason(call, "OpenAI connection lost");
+            ngx_voice_call_set_reason(call, NGX_VOICE_END_OPENAI_CLOSED,
+                                      "OpenAI connection lost");
             ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                                NGX_VOICE_CLOSE_NONE, NULL);
         }
@@ -259,7 +262,8 @@ ngx_voice_call_twilio_ended(ngx_voice_call_t *call)
                   peer->close_received ? "voice: Twilio closed the stream"
                                        : "voice: Twilio connection closed");
 
-    ngx_voice_call_set_reason(call, peer->close_received ? "Twilio closed"
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_CALLER_HANGUP,
+                              peer->close_received ? "Twilio closed"
                                                          : "Twilio gone");
     ngx_voice_call_end(call, NGX_VOICE_CLOSE_NONE, NGX_VOICE_WS_CLOSE_NORMAL,
                        NULL);
@@ -278,7 +282,8 @@ ngx_voice_call_openai_ended(ngx_voice_call_t *call)
                   ? "voice: OpenAI closed the session with %ui"
                   : "voice: OpenAI connection closed", peer->peer_close_code);
 
-    ngx_voice_call_set_reason(call, peer->close_received ? "OpenAI closed"
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_OPENAI_CLOSED,
+                              peer->close_received ? "OpenAI closed"
                                                          : "OpenAI gone");
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                        NGX_VOICE_WS_CLOSE_NORMAL, "AI session ended");

@@ -11,10 +11,12 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_voice_call_agent.h"
 #include "ngx_voice_call_end.h"
 #include "ngx_voice_call_io.h"
 #include "ngx_voice_call_relay.h"
 #include "ngx_voice_call_setup.h"
+#include "ngx_voice_metrics.h"
 
 
 static ngx_int_t ngx_voice_call_on_start(ngx_voice_twilio_t *tw);
@@ -32,6 +34,11 @@ static ngx_int_t ngx_voice_call_on_session_updated(ngx_voice_realtime_t *rt);
 static ngx_int_t ngx_voice_call_on_audio(ngx_voice_realtime_t *rt,
     ngx_str_t *item_id, ngx_str_t *response_id, u_char *delta, size_t len);
 static ngx_int_t ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt);
+static ngx_int_t ngx_voice_call_on_tool_call(ngx_voice_realtime_t *rt,
+    ngx_voice_tool_call_t *tc);
+static ngx_int_t ngx_voice_call_on_transcript(ngx_voice_realtime_t *rt,
+    ngx_uint_t assistant, ngx_str_t *item_id, ngx_str_t *previous_item_id,
+    ngx_str_t *text);
 static void ngx_voice_call_on_openai_failed(ngx_voice_realtime_t *rt,
     ngx_uint_t code, const char *text, const char *reason);
 static ngx_uint_t ngx_voice_call_openai_paused(ngx_voice_realtime_t *rt);
@@ -54,6 +61,8 @@ const ngx_voice_realtime_handler_t  ngx_voice_call_openai_handler = {
     ngx_voice_call_on_session_updated,
     ngx_voice_call_on_audio,
     ngx_voice_call_on_speech_started,
+    ngx_voice_call_on_tool_call,
+    ngx_voice_call_on_transcript,
     ngx_voice_call_on_openai_failed,
     ngx_voice_call_openai_paused
 };
@@ -76,6 +85,11 @@ ngx_voice_call_on_media(ngx_voice_twilio_t *tw, u_char *payload, size_t len)
 {
     ngx_voice_call_t  *call = tw->data;
 
+    if (call->agent_ending) {
+        /* the model ended the call: nothing said now starts a response */
+        return NGX_OK;
+    }
+
     return ngx_voice_call_sent(call,
                                ngx_voice_call_caller_audio(call, payload,
                                                            len));
@@ -89,7 +103,9 @@ ngx_voice_call_on_mark(ngx_voice_twilio_t *tw, ngx_str_t *name)
 
     ngx_voice_playback_echoed(&call->playback, name);
 
-    return NGX_OK;
+    ngx_voice_call_agent_played(call);
+
+    return call->closing ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -98,12 +114,14 @@ ngx_voice_call_on_dtmf(ngx_voice_twilio_t *tw, u_char digit)
 {
     ngx_voice_call_t  *call = tw->data;
 
-    if (!call->conf->dtmf) {
+    if (!call->conf->dtmf || call->agent_ending) {
         return NGX_OK;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "voice: caller pressed %c", digit);
+
+    ngx_voice_metric_inc(dtmf);
 
     return ngx_voice_call_sent(call,
                                ngx_voice_call_caller_digit(call, digit));
@@ -115,7 +133,7 @@ ngx_voice_call_on_stop(ngx_voice_twilio_t *tw)
 {
     ngx_voice_call_t  *call = tw->data;
 
-    ngx_voice_call_set_reason(call, "Twilio stop");
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_CALLER_HANGUP, "Twilio stop");
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_NORMAL,
                        NGX_VOICE_WS_CLOSE_NORMAL, NULL);
 
@@ -130,7 +148,8 @@ ngx_voice_call_on_twilio_failed(ngx_voice_twilio_t *tw, ngx_uint_t code,
 {
     ngx_voice_call_t  *call = tw->data;
 
-    ngx_voice_call_set_reason(call, "%s", reason);
+    ngx_voice_call_set_reason(call, ngx_voice_call_failure_code(code, reason),
+                              "%s", reason);
     ngx_voice_call_end(call, code, NGX_VOICE_WS_CLOSE_NORMAL, text);
 }
 
@@ -161,6 +180,7 @@ ngx_voice_call_on_upstream_ready(ngx_voice_upstream_t *u, u_char *pos,
     rt->peer.limit = call->conf->buffer_size;
     rt->peer.log = call->log;
     rt->peer.pool = call->request->pool;
+    rt->transcripts = (call->transcript != NULL);
 
     if (ngx_voice_realtime_open(rt, c) != NGX_OK) {
         ngx_voice_upstream_close(u);
@@ -193,7 +213,10 @@ ngx_voice_call_on_upstream_failed(ngx_voice_upstream_t *u,
 {
     ngx_voice_call_t  *call = u->data;
 
-    ngx_voice_call_set_reason(call, "%s", reason);
+    ngx_voice_metric_inc(upstream_failures[stage]);
+
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_OPENAI_FAILED, "%s",
+                              reason);
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                        NGX_VOICE_WS_CLOSE_NORMAL, "AI service unavailable");
 }
@@ -224,6 +247,8 @@ ngx_voice_call_on_session_updated(ngx_voice_realtime_t *rt)
                   "voice: session ready %Mms after the upgrade",
                   call->setup_ms);
 
+    ngx_voice_metrics_setup(call->setup_ms);
+
     return NGX_OK;
 }
 
@@ -245,6 +270,23 @@ ngx_voice_call_on_audio(ngx_voice_realtime_t *rt, ngx_str_t *item_id,
     }
 
     if (!call->started || len == 0) {
+        return NGX_OK;
+    }
+
+    if (call->agent_ending) {
+        /* a response after the one that ended the call: not played */
+        call->dropped_deltas++;
+        return NGX_OK;
+    }
+
+    if (!call->session_updated) {
+        /*
+         * audio made before our session.update took effect is in the
+         * session's default format, not g711_ulaw: noise to the caller
+         */
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
+                       "voice: audio before session.updated dropped");
+        call->dropped_deltas++;
         return NGX_OK;
     }
 
@@ -272,8 +314,10 @@ ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt)
     ngx_uint_t              i, n;
     ngx_voice_truncation_t  cut[NGX_VOICE_ITEMS];
 
-    if (!ngx_voice_playback_is_playing(&call->playback)) {
-        /* nothing is playing: nothing to cut */
+    if (!ngx_voice_playback_is_playing(&call->playback)
+        || call->agent_ending)
+    {
+        /* nothing is playing, or the model's last words: nothing to cut */
         return NGX_OK;
     }
 
@@ -298,8 +342,32 @@ ngx_voice_call_on_speech_started(ngx_voice_realtime_t *rt)
     }
 
     call->interruptions++;
+    ngx_voice_metric_inc(barge_ins);
+
+    ngx_voice_call_agent_cut(call, cut, n);
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_call_on_tool_call(ngx_voice_realtime_t *rt,
+    ngx_voice_tool_call_t *tc)
+{
+    ngx_voice_call_t  *call = rt->data;
+
+    return ngx_voice_call_sent(call, ngx_voice_call_agent_tool(call, tc));
+}
+
+
+static ngx_int_t
+ngx_voice_call_on_transcript(ngx_voice_realtime_t *rt, ngx_uint_t assistant,
+    ngx_str_t *item_id, ngx_str_t *previous_item_id, ngx_str_t *text)
+{
+    ngx_voice_call_t  *call = rt->data;
+
+    return ngx_voice_call_agent_transcript(call, assistant, item_id,
+                                           previous_item_id, text);
 }
 
 
@@ -310,7 +378,8 @@ ngx_voice_call_on_openai_failed(ngx_voice_realtime_t *rt, ngx_uint_t code,
 {
     ngx_voice_call_t  *call = rt->data;
 
-    ngx_voice_call_set_reason(call, "%s", reason);
+    ngx_voice_call_set_reason(call, ngx_voice_call_failure_code(code, reason),
+                              "%s", reason);
     ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR, code, text);
 }
 
@@ -339,7 +408,8 @@ ngx_voice_call_sent(ngx_voice_call_t *call, ngx_int_t rc)
     if (!call->closing) {
         ngx_log_error(NGX_LOG_ALERT, call->log, 0,
                       "voice: out of memory relaying the call");
-        ngx_voice_call_set_reason(call, "out of memory");
+        ngx_voice_call_set_reason(call, NGX_VOICE_END_INTERNAL_ERROR,
+                                  "out of memory");
         ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_ERROR,
                            NGX_VOICE_WS_CLOSE_ERROR, NULL);
     }

@@ -29,6 +29,8 @@ static void ngx_voice_json_close(ngx_voice_json_path_t *path);
 static void *ngx_voice_json_malloc(void *ctx, size_t size);
 static void *ngx_voice_json_realloc(void *ctx, void *ptr, size_t size);
 static void ngx_voice_json_free_block(void *ctx, void *ptr);
+static ngx_int_t ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data,
+    size_t len);
 
 
 static yajl_callbacks  ngx_voice_json_callbacks = {
@@ -63,6 +65,7 @@ ngx_voice_json_init(ngx_voice_json_t *js,
     ngx_memzero(&js->path, sizeof(ngx_voice_json_path_t));
     js->values = 0;
     js->stopped = 0;
+    js->staged = 0;
 
     js->handler = handler;
     js->data = data;
@@ -91,18 +94,87 @@ ngx_voice_json_free(ngx_voice_json_t *js)
         yajl_free(js->handle);
         js->handle = NULL;
     }
+
+    if (js->stage) {
+        ngx_free(js->stage);
+        js->stage = NULL;
+        js->mem.used -= NGX_VOICE_JSON_STAGE;
+    }
 }
 
 
+/*
+ * yajl 2.1 lexes a string cut between two calls again from its start on
+ * each call: a message fed a byte at a time (one-byte frames, or a peer
+ * that drips bytes) would cost the square of its length.  Pieces smaller
+ * than the stage are gathered first, so each call gets at least that
+ * much; a whole message or a big piece, the usual case, goes straight to
+ * yajl without a copy.
+ */
 ngx_int_t
 ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
     ngx_uint_t first, ngx_uint_t last)
 {
-    yajl_status  st;
+    ngx_int_t  rc;
 
     if (first) {
         js->values = 0;
     }
+
+    if (js->staged && (last || js->staged + len >= NGX_VOICE_JSON_STAGE)) {
+        rc = ngx_voice_json_flush(js);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (last || len >= NGX_VOICE_JSON_STAGE) {
+        rc = ngx_voice_json_parse(js, data, len);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (last && (js->values != 1 || js->path.depth != 0)) {
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
+    }
+
+    if (js->stage == NULL) {
+        js->stage = ngx_alloc(NGX_VOICE_JSON_STAGE, js->mem.log);
+        if (js->stage == NULL) {
+            return NGX_ERROR;
+        }
+
+        js->mem.used += NGX_VOICE_JSON_STAGE;
+    }
+
+    ngx_memcpy(js->stage + js->staged, data, len);
+    js->staged += len;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_voice_json_flush(ngx_voice_json_t *js)
+{
+    size_t  len;
+
+    len = js->staged;
+    js->staged = 0;
+
+    return len ? ngx_voice_json_parse(js, js->stage, len) : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data, size_t len)
+{
+    yajl_status  st;
 
     st = yajl_parse(js->handle, data, len);
 
@@ -110,13 +182,7 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
         return NGX_ABORT;
     }
 
-    if (st != yajl_status_ok
-        || (last && (js->values != 1 || js->path.depth != 0)))
-    {
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
+    return st == yajl_status_ok ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -392,23 +458,56 @@ ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
 /*
  * Audio goes verbatim into fixed JSON templates: anything but base64
  * there would let a peer write JSON of its choosing to the other one.
+ * It is whole quanta of 4 characters, "=" only as the padding of the
+ * last one, so its length in bytes is known exactly.
  */
 ngx_int_t
 ngx_voice_json_is_base64(const u_char *s, size_t len)
 {
+    size_t  i, pad;
     u_char  c;
 
-    while (len--) {
-        c = *s++;
+    if (len % 4) {
+        return 0;
+    }
+
+    pad = 0;
+
+    if (len && s[len - 1] == '=') {
+        pad = (s[len - 2] == '=') ? 2 : 1;
+    }
+
+    for (i = 0; i < len - pad; i++) {
+        c = s[i];
 
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+              || (c >= '0' && c <= '9') || c == '+' || c == '/'))
         {
             return 0;
         }
     }
 
     return 1;
+}
+
+
+/* the bytes whole base64 quanta (ngx_voice_json_is_base64) decode to */
+size_t
+ngx_voice_json_base64_len(const u_char *s, size_t len)
+{
+    size_t  n;
+
+    if (len < 4) {
+        return 0;
+    }
+
+    n = len / 4 * 3;
+
+    if (s[len - 1] == '=') {
+        n -= (s[len - 2] == '=') ? 2 : 1;
+    }
+
+    return n;
 }
 
 
@@ -456,6 +555,7 @@ ngx_voice_json_scratch(u_char **buf, ngx_pool_t *pool, size_t max,
     size_t len, ngx_log_t *log, const char *who)
 {
     if (len > max) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_INFO, log, 0,
                       "voice: a %s string of %uz bytes is longer than "
                       "voice_max_message_size %uz", who, len, max);
@@ -466,6 +566,7 @@ ngx_voice_json_scratch(u_char **buf, ngx_pool_t *pool, size_t max,
         *buf = ngx_pnalloc(pool, max);
 
         if (*buf == NULL) {
+            /* log-safe: constant text */
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "voice: no memory for a %s string of %uz bytes",
                           who, len);

@@ -20,6 +20,7 @@
 
 #define NGX_VOICE_JSON_DEPTH  8
 #define NGX_VOICE_JSON_KEY    32
+#define NGX_VOICE_JSON_STAGE  1024
 
 
 typedef struct {
@@ -58,6 +59,8 @@ typedef struct {
     ngx_voice_json_mem_t             mem;
     ngx_uint_t                       values;   /* in this message */
     ngx_uint_t                       stopped;  /* by a handler */
+    u_char                          *stage;    /* small pieces, gathered */
+    size_t                           staged;
     const ngx_voice_json_handler_t  *handler;
     void                            *data;
 } ngx_voice_json_t;
@@ -70,10 +73,15 @@ void ngx_voice_json_free(ngx_voice_json_t *js);
 /*
  * Feeds a piece of a message.  NGX_OK; NGX_DECLINED: not JSON, or (with
  * "last") not exactly one object; NGX_ABORT: a handler stopped it (and
- * no more of this stream is parsed).
+ * no more of this stream is parsed); NGX_ERROR: no memory.  Small pieces
+ * may be gathered and parsed later: handlers run by the end of the
+ * message, or by ngx_voice_json_flush().
  */
 ngx_int_t ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data,
     size_t len, ngx_uint_t first, ngx_uint_t last);
+
+/* parses what feed() gathered of the message so far; same results */
+ngx_int_t ngx_voice_json_flush(ngx_voice_json_t *js);
 
 /*
  * Whether the value being parsed sits at keys k1[.k2[.k3]] from the top
@@ -82,7 +90,9 @@ ngx_int_t ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data,
 ngx_int_t ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
     const char *k2, const char *k3);
 
+/* base64 in whole quanta, "=" only as the last one's padding */
 ngx_int_t ngx_voice_json_is_base64(const u_char *s, size_t len);
+size_t ngx_voice_json_base64_len(const u_char *s, size_t len);
 
 /* JSON string escaping for the few strings put into fixed templates */
 u_char *ngx_voice_json_escape(u_char *dst, u_char *src, size_t len);

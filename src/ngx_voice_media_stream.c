@@ -4,24 +4,23 @@
  *
  * GET /media-stream/TOKEN: Twilio's Media Stream WebSocket upgrade.
  * Everything is checked before "101 Switching Protocols", cheapest first,
- * so a malformed request never uses up a token: the request itself, then
- * X-Twilio-Signature, then the single-use token from the path.
+ * so a malformed request never uses up a token: the request itself, the
+ * path (the location's prefix and a token), X-Twilio-Signature, then the
+ * single-use token.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <ngx_sha1.h>
 #include "ngx_voice.h"
 #include "ngx_voice_call.h"
 #include "ngx_voice_media_stream.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_signature.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_util.h"
 
-
-#define NGX_VOICE_WS_GUID     "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 /* nginx has no stock page for 426, so the answer is made here */
 #define NGX_VOICE_UPGRADE_REQUIRED  426
@@ -32,6 +31,8 @@ static ngx_int_t ngx_voice_media_check_request(ngx_http_request_t *r);
 static ngx_int_t ngx_voice_media_key_valid(ngx_str_t *key);
 static ngx_int_t ngx_voice_media_check_signature(ngx_http_request_t *r,
     ngx_voice_loc_conf_t *vlcf);
+static ngx_int_t ngx_voice_media_check_path(ngx_http_request_t *r,
+    ngx_str_t *token);
 static ngx_int_t ngx_voice_media_check_token(ngx_http_request_t *r,
     ngx_voice_token_op_t *op);
 static void ngx_voice_media_token_handler(ngx_voice_token_op_t *op);
@@ -69,11 +70,21 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
 
     rc = ngx_voice_media_check_request(r);
 
-    if (rc == NGX_VOICE_UPGRADE_REQUIRED) {
-        return ngx_voice_media_upgrade_required(r);
+    if (rc != NGX_OK) {
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_REQUEST]);
+
+        return (rc == NGX_VOICE_UPGRADE_REQUIRED)
+               ? ngx_voice_media_upgrade_required(r) : rc;
     }
 
+    op = ngx_pcalloc(r->pool, sizeof(ngx_voice_token_op_t));
+    if (op == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_voice_media_check_path(r, &op->token);
     if (rc != NGX_OK) {
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_TOKEN]);
         return rc;
     }
 
@@ -81,12 +92,8 @@ ngx_voice_media_stream_handler(ngx_http_request_t *r)
 
     rc = ngx_voice_media_check_signature(r, vlcf);
     if (rc != NGX_OK) {
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_SIGNATURE]);
         return rc;
-    }
-
-    op = ngx_pcalloc(r->pool, sizeof(ngx_voice_token_op_t));
-    if (op == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     op->handler = ngx_voice_media_token_handler;
@@ -307,27 +314,60 @@ ngx_voice_media_check_signature(ngx_http_request_t *r,
 }
 
 
-/* (3) the token, the last path segment, consumed once */
+/*
+ * The path is the location's prefix followed by a token, and at most one
+ * "/": anything else is refused before any lookup.
+ */
+static ngx_int_t
+ngx_voice_media_check_path(ngx_http_request_t *r, ngx_str_t *token)
+{
+    ngx_str_t                  prefix;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    prefix = clcf->name;
+
+#if (NGX_PCRE)
+    if (clcf->regex) {
+        prefix.len = 0;
+    }
+#endif
+
+    if (clcf->exact_match) {
+        prefix.len = 0;
+    }
+
+    if (ngx_voice_token_from_path(&prefix, &r->unparsed_uri, token)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "voice: media stream upgrade rejected: the path is "
+                      "not the location's prefix followed by a token");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    return NGX_OK;
+}
+
+
+/* (3) the token, consumed once */
 static ngx_int_t
 ngx_voice_media_check_token(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
-    u_char                 *p, *end;
     ngx_int_t               rc;
+    ngx_voice_loc_conf_t   *vlcf;
     ngx_voice_main_conf_t  *vmcf;
 
     vmcf = ngx_http_get_module_main_conf(r, ngx_voice_module);
 
-    end = r->unparsed_uri.data + r->unparsed_uri.len;
-
-    for (p = end; p > r->unparsed_uri.data && p[-1] != '/'; p--) {
-        /* void */
-    }
-
     op->zone = vmcf->token_zone;
     op->pool = r->pool;
     op->log = r->connection->log;
-    op->token.data = p;
-    op->token.len = end - p;
+
+    /* the longest the call's record is kept as running: a lost call */
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
+    op->live_ms = vlcf->call.max_call_duration + 60000;
 
     rc = ngx_voice_token_consume(op);
 
@@ -347,12 +387,17 @@ static ngx_int_t
 ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
     if (op->status != NGX_VOICE_TOKEN_OK) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: media stream upgrade rejected: token %s",
                       ngx_voice_token_status_text(op->status));
+        ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_BAD_TOKEN]);
         return NGX_HTTP_FORBIDDEN;
     }
 
+    ngx_voice_metric_inc(upgrades[NGX_VOICE_UPGRADE_OK]);
+
+    /* log-safe: a CallSid of Twilio's exact shape, else "-" */
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "voice: media stream accepted for call %V",
                   ngx_voice_loggable_sid(&op->info.call_sid));
@@ -364,42 +409,25 @@ ngx_voice_media_token_result(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 /*
  * The token is a credential until it is used: the request line, which
  * nginx puts into every log line of the request and $request, keeps only
- * its first characters.
+ * the first characters of anything token-shaped.
  */
 static ngx_int_t
 ngx_voice_media_redact(ngx_http_request_t *r)
 {
-    u_char  *p, *seg, *end, *line;
-    size_t   keep;
+    u_char  *line;
 
-    end = r->unparsed_uri.data + r->unparsed_uri.len;
-
-    for (seg = end; seg > r->unparsed_uri.data && seg[-1] != '/'; seg--) {
-        /* void */
-    }
-
-    keep = ngx_min((size_t) (end - seg), 4);
-
-    if ((size_t) (end - seg) <= keep
-        || r->request_line.data == NULL
-        || seg < r->request_line.data
-        || end > r->request_line.data + r->request_line.len)
-    {
+    if (r->request_line.len == 0) {
         return NGX_OK;
     }
 
-    line = ngx_pnalloc(r->pool, r->request_line.len + sizeof("...") - 1);
+    line = ngx_pnalloc(r->pool, r->request_line.len);
     if (line == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(line, r->request_line.data,
-                   seg + keep - r->request_line.data);
-    p = ngx_cpymem(p, "...", 3);
-    p = ngx_cpymem(p, end, r->request_line.data + r->request_line.len - end);
-
+    r->request_line.len = ngx_voice_token_redact(line, r->request_line.data,
+                                                 r->request_line.len);
     r->request_line.data = line;
-    r->request_line.len = p - line;
 
     return NGX_OK;
 }
@@ -466,28 +494,20 @@ static ngx_int_t
 ngx_voice_media_accept(ngx_http_request_t *r, ngx_voice_token_op_t *op)
 {
     ngx_int_t         rc;
-    ngx_str_t         accept, digest;
-    ngx_sha1_t        sha1;
+    ngx_str_t         accept;
     ngx_table_elt_t  *key;
-    u_char            hash[20];
 
     static ngx_str_t  websocket = ngx_string("websocket");
 
     key = ngx_voice_find_header(r, &ngx_voice_ws_key);
 
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, key->value.data, key->value.len);
-    ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
-    ngx_sha1_final(hash, &sha1);
-
-    accept.data = ngx_pnalloc(r->pool, ngx_base64_encoded_length(20));
+    accept.data = ngx_pnalloc(r->pool, NGX_VOICE_WS_ACCEPT_LEN);
     if (accept.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    digest.data = hash;
-    digest.len = sizeof(hash);
-    ngx_encode_base64(&accept, &digest);
+    ngx_voice_ws_accept(key->value.data, key->value.len, accept.data);
+    accept.len = NGX_VOICE_WS_ACCEPT_LEN;
 
     if (ngx_voice_media_add_header(r, "Upgrade", &websocket) != NGX_OK
         || ngx_voice_media_add_header(r, "Sec-WebSocket-Accept", &accept)

@@ -128,6 +128,7 @@ ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
     if (url->len < sizeof("wss://") - 1 + 1
         || ngx_strncasecmp(url->data, (u_char *) "wss://", 6) != 0)
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\": "
                            "wss:// URL expected", url);
@@ -143,6 +144,7 @@ ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
     u.no_resolve = 1;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.host.len == 0) {
+        /* log-safe: configuration text; constant text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_openai_url\" \"%V\"%s%s",
                            url, u.err ? ": " : "", u.err ? u.err : "");
@@ -179,16 +181,17 @@ ngx_voice_openai_parse_url(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
 
 
 char *
-ngx_voice_openai_init_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
+ngx_voice_openai_init_conf(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf,
+    u_char *file, ngx_uint_t line)
 {
-    if (ngx_voice_openai_addrs(cf, conf) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    if (conf->url_file == NULL) {
+        /* the default URL: its problems are the location's */
+        conf->url_file = file;
+        conf->url_line = line;
     }
 
-    if (conf->api_key.len == 0) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "\"voice_openai_api_key\" is not set: "
-                           "media streams will be closed with 1011");
+    if (ngx_voice_openai_addrs(cf, conf) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return ngx_voice_openai_ssl(cf, conf);
@@ -246,14 +249,13 @@ ngx_voice_openai_addrs(ngx_conf_t *cf, ngx_voice_openai_conf_t *conf)
 
     /* a warning, at the line that named the host */
 
+    /* log-safe: configuration file names and units */
     ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                   "host \"%V\" of \"voice_openai_url\" could not "
                   "be resolved%s%s; configure a \"resolver\" or "
                   "calls will be closed with 1011 in %s:%ui",
                   &conf->host, ru.err ? ": " : "", ru.err ? ru.err : "",
-                  conf->url_file ? conf->url_file
-                                 : cf->conf_file->file.name.data,
-                  conf->url_file ? conf->url_line : cf->conf_file->line);
+                  conf->url_file, conf->url_line);
 
     return NGX_OK;
 }

@@ -53,9 +53,12 @@ void ngx_voice_openai_create_conf(ngx_voice_openai_conf_t *conf);
 char *ngx_voice_openai_merge_conf(ngx_conf_t *cf,
     ngx_voice_openai_conf_t *prev, ngx_voice_openai_conf_t *conf);
 
-/* a media-stream location's: the URL resolved, TLS ready, a key given */
+/*
+ * A media-stream location's: the URL resolved, TLS ready.  A default URL
+ * reports its problems at "file":"line", the location's.
+ */
 char *ngx_voice_openai_init_conf(ngx_conf_t *cf,
-    ngx_voice_openai_conf_t *conf);
+    ngx_voice_openai_conf_t *conf, u_char *file, ngx_uint_t line);
 
 /* voice_openai_url: checked where it is written (cmd->offset: the conf) */
 char *ngx_voice_openai_set_url(ngx_conf_t *cf, ngx_command_t *cmd,

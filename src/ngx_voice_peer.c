@@ -30,8 +30,19 @@ static ngx_int_t ngx_voice_peer_reserve(ngx_voice_peer_t *peer,
     size_t size);
 static void ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data,
     size_t len, ngx_uint_t mask);
+static ngx_chain_t *ngx_voice_peer_next_chunk(ngx_voice_peer_t *peer);
 static ngx_chain_t *ngx_voice_peer_last(ngx_voice_peer_t *peer);
 static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
+
+
+/*
+ * The tag of an output chunk that continues a frame begun in the chunk
+ * before it.  Every other chunk starts at a frame boundary: a frame that
+ * fits in a chunk but not in the room left in the last one starts a new
+ * chunk.  So output can be dropped from any untagged chunk on, and the
+ * stream stays well framed.
+ */
+static u_char  ngx_voice_peer_continued;
 
 
 ngx_int_t
@@ -201,6 +212,7 @@ ngx_voice_peer_fail(ngx_voice_peer_t *peer, ngx_uint_t code,
     u_char  *p;
     u_char   reason[128];
 
+    /* log-safe: a leg's own name or an address; constant text */
     ngx_log_error(peer->log_level, peer->log, 0,
                   "voice: %s sent %s%s", peer->name,
                   code == NGX_VOICE_WS_CLOSE_UNSUPPORTED
@@ -237,6 +249,7 @@ ngx_voice_peer_control(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         peer->peer_close_code = ev->code;
 
         /* the reason is the peer's text: escaped for the log */
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                       "voice: %s closed the WebSocket with %ui \"%s\"",
                       peer->name, ev->code,
@@ -270,6 +283,7 @@ ngx_voice_peer_send(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     }
 
     if (rc == NGX_BUSY) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(peer->log_level, peer->log, 0,
                       "voice: %s is not reading, voice_buffer_size %uz "
                       "reached", peer->name, peer->limit);
@@ -381,6 +395,9 @@ ngx_voice_peer_queue(ngx_voice_peer_t *peer, ngx_uint_t opcode,
         return NGX_ERROR;
     }
 
+    /* the chunks this frame goes on to are tagged as continuing it */
+    peer->frame_begun = 0;
+
     ngx_voice_peer_copy(peer, hdr, p - hdr, 0);
 
     peer->mask_pos = 0;
@@ -391,20 +408,29 @@ ngx_voice_peer_queue(ngx_voice_peer_t *peer, ngx_uint_t opcode,
     }
 
     peer->frames_out++;
+    peer->bytes_out += (p - hdr) + len;
 
     return NGX_OK;
 }
 
 
-/* enough chunks for "size" more bytes, allocated before any is written */
+/*
+ * Enough chunks for a frame of "size" bytes, allocated before any of it is
+ * written; a frame that fits in a chunk is not split across two.
+ */
 static ngx_int_t
 ngx_voice_peer_reserve(ngx_voice_peer_t *peer, size_t size)
 {
-    size_t        room;
+    size_t        room, tail;
     ngx_chain_t  *cl;
 
     cl = ngx_voice_peer_last(peer);
-    room = cl ? (size_t) (cl->buf->end - cl->buf->last) : 0;
+    tail = cl ? (size_t) (cl->buf->end - cl->buf->last) : 0;
+
+    /* a frame that fits in a chunk starts one if the tail cannot take it */
+    peer->fresh_chunk = (size <= NGX_VOICE_OUT_CHUNK && tail < size);
+
+    room = peer->fresh_chunk ? 0 : tail;
 
     for (cl = peer->free; cl; cl = cl->next) {
         room += NGX_VOICE_OUT_CHUNK;
@@ -430,7 +456,7 @@ ngx_voice_peer_reserve(ngx_voice_peer_t *peer, size_t size)
 }
 
 
-/* appends to the queue; the room is there (ngx_voice_peer_reserve) */
+/* appends part of a frame; the room is there (ngx_voice_peer_reserve) */
 static void
 ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data, size_t len,
     ngx_uint_t mask)
@@ -442,19 +468,10 @@ ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data, size_t len,
     while (len) {
         cl = ngx_voice_peer_last(peer);
 
-        if (cl == NULL || cl->buf->last == cl->buf->end) {
-
-            if (peer->out == NULL) {
-                /* the peer is judged on how long it leaves data waiting */
-                peer->last_send = ngx_current_msec;
-            }
-
-            cl = peer->free;
-            peer->free = cl->next;
-            cl->next = NULL;
-
-            *peer->last_out = cl;
-            peer->last_out = &cl->next;
+        if (cl == NULL || cl->buf->last == cl->buf->end
+            || peer->fresh_chunk)
+        {
+            cl = ngx_voice_peer_next_chunk(peer);
         }
 
         b = cl->buf;
@@ -471,7 +488,35 @@ ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data, size_t len,
         data += n;
         len -= n;
         peer->pending += n;
+        peer->frame_begun = 1;
     }
+}
+
+
+/* a free chunk at the end of the queue, tagged if it continues a frame */
+static ngx_chain_t *
+ngx_voice_peer_next_chunk(ngx_voice_peer_t *peer)
+{
+    ngx_chain_t  *cl;
+
+    if (peer->out == NULL) {
+        /* the peer is judged on how long it leaves data waiting */
+        peer->last_send = ngx_current_msec;
+    }
+
+    cl = peer->free;
+    peer->free = cl->next;
+    cl->next = NULL;
+
+    cl->buf->tag = peer->frame_begun
+                   ? (ngx_buf_tag_t) &ngx_voice_peer_continued : NULL;
+
+    peer->fresh_chunk = 0;
+
+    *peer->last_out = cl;
+    peer->last_out = &cl->next;
+
+    return cl;
 }
 
 
@@ -551,20 +596,47 @@ ngx_voice_peer_write_queued(ngx_voice_peer_t *peer)
 
 
 /*
- * Drops the frames not yet started on the wire: the first link may be
- * partly sent, and is kept so the stream stays well framed.
+ * Drops the frames not yet started on the wire.  The first chunk may be
+ * partly written (or taken by TLS): it is kept, with the chunks that
+ * continue a frame begun in it, so the peer gets whole frames only, and
+ * a close frame after them.
  */
 void
 ngx_voice_peer_discard(ngx_voice_peer_t *peer)
 {
     size_t        pending;
-    ngx_chain_t  *cl, *ln;
+    ngx_chain_t  *keep, *cl, *ln;
 
-    cl = peer->out;
+    keep = peer->out;
 
-    if (cl == NULL || cl->buf->pos != cl->buf->start) {
-        /* a frame is cut mid-way: nothing can be dropped safely */
+    if (keep == NULL) {
         return;
+    }
+
+    if (keep->buf->pos == keep->buf->start
+        && keep->buf->tag != (ngx_buf_tag_t) &ngx_voice_peer_continued)
+    {
+        /* nothing of it is out, and it starts a frame */
+        keep = NULL;
+
+    } else {
+        while (keep->next
+               && keep->next->buf->tag
+                  == (ngx_buf_tag_t) &ngx_voice_peer_continued)
+        {
+            keep = keep->next;
+        }
+    }
+
+    cl = keep ? keep->next : peer->out;
+
+    if (keep) {
+        keep->next = NULL;
+        peer->last_out = &keep->next;
+
+    } else {
+        peer->out = NULL;
+        peer->last_out = &peer->out;
     }
 
     while (cl) {
@@ -573,13 +645,18 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
         ngx_voice_peer_recycle(peer, ln);
     }
 
-    pending = peer->pending;
-    peer->out = NULL;
-    peer->last_out = &peer->out;
-    peer->pending = 0;
+    pending = 0;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, peer->log, 0,
-                   "voice: dropped %uz bytes for %s", pending, peer->name);
+    for (ln = peer->out; ln; ln = ln->next) {
+        pending += ln->buf->last - ln->buf->pos;
+    }
+
+    /* log-safe: a leg's own name or an address */
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, peer->log, 0,
+                   "voice: dropped %uz bytes for %s, %uz kept",
+                   peer->pending - pending, peer->name, pending);
+
+    peer->pending = pending;
 }
 
 
@@ -589,6 +666,7 @@ ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln)
     ln->buf->pos = ln->buf->start;
     ln->buf->last = ln->buf->start;
     ln->buf->flush = 0;
+    ln->buf->tag = NULL;
     ln->next = peer->free;
     peer->free = ln;
 }

@@ -75,6 +75,7 @@ struct ngx_voice_peer_s {
 
     ngx_uint_t                       frames_in;
     ngx_uint_t                       frames_out;
+    off_t                            bytes_out;
 
     ngx_uint_t                       close_code;       /* sent */
     ngx_uint_t                       peer_close_code;  /* received */
@@ -88,6 +89,8 @@ struct ngx_voice_peer_s {
     unsigned                         failed:1;     /* protocol error */
     unsigned                         paused:1;     /* backpressure */
     unsigned                         drop_data:1;  /* the owner is done */
+    unsigned                         fresh_chunk:1;
+    unsigned                         frame_begun:1;
 };
 
 

@@ -10,6 +10,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include "ngx_voice_json.h"
 #include "ngx_voice_playback.h"
 
 
@@ -18,7 +19,6 @@
 
 static ngx_voice_item_t *ngx_voice_playback_item(ngx_voice_playback_t *pb,
     ngx_str_t *item_id);
-static size_t ngx_voice_base64_decoded_len(u_char *s, size_t len);
 
 
 ngx_uint_t
@@ -40,7 +40,7 @@ ngx_voice_playback_sent(ngx_voice_playback_t *pb, ngx_str_t *item_id,
     ngx_voice_mark_t  *mark;
 
     item = ngx_voice_playback_item(pb, item_id);
-    item->sent += ngx_voice_base64_decoded_len(delta, len);
+    item->sent += ngx_voice_json_base64_len(delta, len);
 
     if (response_id->len <= NGX_VOICE_PLAYBACK_ID_MAX) {
         ngx_memcpy(pb->response, response_id->data, response_id->len);
@@ -173,6 +173,24 @@ ngx_voice_playback_interrupt(ngx_voice_playback_t *pb,
 }
 
 
+ngx_msec_t
+ngx_voice_playback_unplayed_ms(ngx_voice_playback_t *pb)
+{
+    size_t      bytes;
+    ngx_uint_t  i;
+
+    bytes = 0;
+
+    for (i = 0; i < pb->nitems; i++) {
+        if (pb->items[i].sent > pb->items[i].played) {
+            bytes += pb->items[i].sent - pb->items[i].played;
+        }
+    }
+
+    return bytes / 8;
+}
+
+
 static ngx_voice_item_t *
 ngx_voice_playback_item(ngx_voice_playback_t *pb, ngx_str_t *item_id)
 {
@@ -211,23 +229,4 @@ ngx_voice_playback_item(ngx_voice_playback_t *pb, ngx_str_t *item_id)
     item->played = 0;
 
     return item;
-}
-
-
-static size_t
-ngx_voice_base64_decoded_len(u_char *s, size_t len)
-{
-    size_t  n;
-
-    n = len / 4 * 3;
-
-    if (len >= 1 && s[len - 1] == '=') {
-        n--;
-    }
-
-    if (len >= 2 && s[len - 2] == '=') {
-        n--;
-    }
-
-    return n;
 }

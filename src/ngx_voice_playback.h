@@ -81,6 +81,9 @@ ngx_str_t ngx_voice_playback_sent(ngx_voice_playback_t *pb,
 
 void ngx_voice_playback_echoed(ngx_voice_playback_t *pb, ngx_str_t *name);
 
+/* how long the audio sent to Twilio and not yet played lasts */
+ngx_msec_t ngx_voice_playback_unplayed_ms(ngx_voice_playback_t *pb);
+
 /* audio sent to Twilio is not played yet (marks not echoed) */
 #define ngx_voice_playback_is_playing(pb)  ((pb)->nmarks != 0)
 

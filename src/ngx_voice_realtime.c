@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <openssl/rand.h>
 #include "ngx_voice_realtime.h"
+#include "ngx_voice_metrics.h"
+#include "ngx_voice_realtime_items.h"
 #include "ngx_voice_util.h"
 
 
@@ -25,6 +27,9 @@ enum {
     NGX_VOICE_OA_RESPONSE_CREATED,
     NGX_VOICE_OA_RESPONSE_DONE,
     NGX_VOICE_OA_ITEM_DONE,
+    NGX_VOICE_OA_ITEM_ADDED,
+    NGX_VOICE_OA_CALLER_TRANSCRIPT,
+    NGX_VOICE_OA_ASSISTANT_TRANSCRIPT,
     NGX_VOICE_OA_ERROR
 };
 
@@ -49,6 +54,8 @@ static int ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
     const u_char *s, size_t len);
 static int ngx_voice_realtime_delta(ngx_voice_realtime_t *rt,
     const u_char *s, size_t len);
+static int ngx_voice_realtime_item_string(ngx_voice_realtime_t *rt,
+    ngx_voice_json_path_t *path, const u_char *s, size_t len);
 static ngx_int_t ngx_voice_realtime_dispatch(void *data);
 static ngx_int_t ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt);
 static ngx_int_t ngx_voice_realtime_deny_approval(ngx_voice_realtime_t *rt);
@@ -79,6 +86,12 @@ static ngx_voice_realtime_type_t  ngx_voice_realtime_types[] = {
     { ngx_string("response.done"), NGX_VOICE_OA_RESPONSE_DONE },
     { ngx_string("response.output_item.done"), NGX_VOICE_OA_ITEM_DONE },
     { ngx_string("conversation.item.done"), NGX_VOICE_OA_ITEM_DONE },
+    { ngx_string("conversation.item.added"), NGX_VOICE_OA_ITEM_ADDED },
+    { ngx_string("conversation.item.created"), NGX_VOICE_OA_ITEM_ADDED },
+    { ngx_string("conversation.item.input_audio_transcription.completed"),
+      NGX_VOICE_OA_CALLER_TRANSCRIPT },
+    { ngx_string("response.output_audio_transcript.done"),
+      NGX_VOICE_OA_ASSISTANT_TRANSCRIPT },
     { ngx_string("session.created"), NGX_VOICE_OA_SESSION_CREATED },
     { ngx_string("session.updated"), NGX_VOICE_OA_SESSION_UPDATED },
     { ngx_string("error"), NGX_VOICE_OA_ERROR },
@@ -131,20 +144,34 @@ ngx_voice_realtime_message(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         rt->msg.type = NGX_VOICE_OA_UNKNOWN;
     }
 
-    if (rt->skipping || peer->parser.msg_len > rt->max_message) {
+    if (!rt->skipping && peer->parser.msg_len > rt->max_message) {
+        /* what was gathered of it may hold the event's type */
+        rc = ngx_voice_json_flush(&rt->json);
+
+        if (rc == NGX_OK) {
+            return ngx_voice_realtime_skip(rt, ev);
+        }
+
+    } else if (rt->skipping) {
         return ngx_voice_realtime_skip(rt, ev);
-    }
 
-    rc = ngx_voice_json_feed(&rt->json, ev->data, ev->len, ev->first,
-                             ev->last);
+    } else {
+        rc = ngx_voice_json_feed(&rt->json, ev->data, ev->len, ev->first,
+                                 ev->last);
 
-    if (rc == NGX_OK) {
-        return NGX_OK;
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
     }
 
     if (rc == NGX_ABORT) {
         /* a handler stopped it, and has said why */
         return NGX_ERROR;
+    }
+
+    if (rc == NGX_ERROR) {
+        return ngx_voice_realtime_fail(rt, NGX_VOICE_WS_CLOSE_ERROR,
+                                       "out of memory");
     }
 
     ngx_log_error(NGX_LOG_ERR, peer->log, 0,
@@ -286,6 +313,65 @@ ngx_voice_realtime_string(void *data, ngx_voice_json_path_t *path,
     } else if (ngx_voice_json_at(path, "item", "id", NULL)) {
         ngx_voice_json_copy(&msg->approval_id, msg->approval_id_buf,
                             sizeof(msg->approval_id_buf), s, len);
+
+    } else {
+        return ngx_voice_realtime_item_string(rt, path, s, len);
+    }
+
+    return 1;
+}
+
+
+/* the fields of function calls, responses and transcripts */
+static int
+ngx_voice_realtime_item_string(ngx_voice_realtime_t *rt,
+    ngx_voice_json_path_t *path, const u_char *s, size_t len)
+{
+    ngx_int_t                  rc;
+    ngx_voice_realtime_msg_t  *msg;
+
+    msg = &rt->msg;
+
+    if (ngx_voice_json_at(path, "item", "name", NULL)) {
+        ngx_voice_json_copy(&msg->item_name, msg->item_name_buf,
+                            sizeof(msg->item_name_buf), s, len);
+
+    } else if (ngx_voice_json_at(path, "item", "call_id", NULL)) {
+        ngx_voice_json_copy(&msg->item_call_id, msg->item_call_id_buf,
+                            sizeof(msg->item_call_id_buf), s, len);
+
+    } else if (ngx_voice_json_at(path, "item", "arguments", NULL)) {
+        ngx_voice_json_copy(&msg->item_arguments, msg->item_arguments_buf,
+                            sizeof(msg->item_arguments_buf), s, len);
+        msg->arguments_too_long = (len > sizeof(msg->item_arguments_buf));
+
+    } else if (ngx_voice_json_at(path, "response", "id", NULL)) {
+        ngx_voice_json_copy(&msg->response_ref, msg->response_ref_buf,
+                            sizeof(msg->response_ref_buf), s, len);
+
+    } else if (ngx_voice_json_at(path, "response", "status", NULL)) {
+        ngx_voice_json_copy(&msg->response_status, msg->response_status_buf,
+                            sizeof(msg->response_status_buf), s, len);
+
+    } else if (ngx_voice_json_at(path, "previous_item_id", NULL, NULL)) {
+        ngx_voice_json_copy(&msg->previous_item_id,
+                            msg->previous_item_id_buf,
+                            sizeof(msg->previous_item_id_buf), s, len);
+
+    } else if (ngx_voice_json_at(path, "transcript", NULL, NULL)
+               && rt->transcripts)
+    {
+        rc = ngx_voice_json_scratch(&rt->transcript_buf, rt->peer.pool,
+                                    rt->max_message, len, rt->peer.log,
+                                    "OpenAI");
+        if (rc != NGX_OK) {
+            /* a transcript is not worth the call: it is left out */
+            return 1;
+        }
+
+        ngx_memcpy(rt->transcript_buf, s, len);
+        msg->transcript.data = rt->transcript_buf;
+        msg->transcript.len = len;
     }
 
     return 1;
@@ -393,7 +479,18 @@ ngx_voice_realtime_dispatch(void *data)
             return ngx_voice_realtime_deny_approval(rt);
         }
 
+        ngx_voice_realtime_remember_call(rt);
         return NGX_OK;
+
+    case NGX_VOICE_OA_ITEM_ADDED:
+        ngx_voice_realtime_remember_order(rt);
+        return NGX_OK;
+
+    case NGX_VOICE_OA_CALLER_TRANSCRIPT:
+    case NGX_VOICE_OA_ASSISTANT_TRANSCRIPT:
+        return ngx_voice_realtime_transcript(rt,
+                                        msg->type
+                                        == NGX_VOICE_OA_ASSISTANT_TRANSCRIPT);
 
     case NGX_VOICE_OA_ERROR:
         ngx_voice_realtime_log_error(rt);
@@ -405,17 +502,29 @@ ngx_voice_realtime_dispatch(void *data)
 }
 
 
-/* a response asked for while another ran goes now */
+/*
+ * The response is over: its function calls are answered, and a response
+ * asked for while it ran goes now, unless the answer to a refused call
+ * has asked for one already (one response.create, not two).
+ */
 static ngx_int_t
 ngx_voice_realtime_response_done(ngx_voice_realtime_t *rt)
 {
     rt->response_active = 0;
+
+    if (ngx_voice_realtime_calls_done(rt) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (!rt->response_pending) {
         return NGX_OK;
     }
 
     rt->response_pending = 0;
+
+    if (rt->response_active) {
+        return NGX_OK;
+    }
 
     return ngx_voice_realtime_response_create(rt);
 }
@@ -481,6 +590,8 @@ ngx_voice_realtime_log_error(ngx_voice_realtime_t *rt)
     u_char                     text[NGX_VOICE_LOG_TEXT_MAX];
 
     msg = &rt->msg;
+
+    ngx_voice_metric_inc(openai_errors);
 
     ngx_log_error(NGX_LOG_WARN, rt->peer.log, 0,
                   "voice: OpenAI error \"%s\": %s",
@@ -551,6 +662,38 @@ ngx_voice_realtime_truncate(ngx_voice_realtime_t *rt, ngx_str_t *item_id,
 }
 
 
+ngx_int_t
+ngx_voice_realtime_tool_output(ngx_voice_realtime_t *rt,
+    ngx_voice_tool_call_t *tc, ngx_str_t *output, ngx_uint_t respond)
+{
+    u_char     *p;
+    ngx_int_t   rc;
+    u_char      buf[256 + NGX_VOICE_ID_MAX * 6 + 512 * 6];
+
+    if (output->len > 512) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, "{\"type\":\"conversation.item.create\",\"item\":{"
+                        "\"type\":\"function_call_output\",\"call_id\":\"",
+                   sizeof("{\"type\":\"conversation.item.create\",\"item\":{"
+                          "\"type\":\"function_call_output\","
+                          "\"call_id\":\"") - 1);
+    p = ngx_voice_json_escape(p, tc->call_id, tc->call_id_len);
+    p = ngx_cpymem(p, "\",\"output\":\"", sizeof("\",\"output\":\"") - 1);
+    p = ngx_voice_json_escape(p, output->data, output->len);
+    p = ngx_cpymem(p, "\"}}", 3);
+
+    rc = ngx_voice_peer_send_text(&rt->peer, buf, p - buf);
+
+    if (rc != NGX_OK || !respond) {
+        return rc;
+    }
+
+    return ngx_voice_realtime_response_create(rt);
+}
+
+
 /* a keypad digit becomes a user message, answered like speech */
 ngx_int_t
 ngx_voice_realtime_dtmf(ngx_voice_realtime_t *rt, u_char digit)
@@ -583,6 +726,11 @@ static ngx_int_t
 ngx_voice_realtime_response_create(ngx_voice_realtime_t *rt)
 {
     static u_char  msg[] = "{\"type\":\"response.create\"}";
+
+    if (rt->ending) {
+        /* the model ended the call: its last words are playing */
+        return NGX_OK;
+    }
 
     /* the response counts as active from now, so DTMF does not stack */
     rt->response_active = 1;

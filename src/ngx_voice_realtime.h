@@ -20,9 +20,36 @@
 
 
 #define NGX_VOICE_ID_MAX        64
+#define NGX_VOICE_TOOL_NAME_MAX 32
+#define NGX_VOICE_TOOL_ARGS_MAX 1024
+#define NGX_VOICE_TOOL_CALLS    2
+#define NGX_VOICE_ITEM_ORDER    8
 
 
 typedef struct ngx_voice_realtime_s  ngx_voice_realtime_t;
+
+
+/* a function call of the model's, kept until its response is done */
+typedef struct {
+    u_char                       response_id[NGX_VOICE_ID_MAX];
+    size_t                       response_id_len;
+    u_char                       call_id[NGX_VOICE_ID_MAX];
+    size_t                       call_id_len;
+    u_char                       name[NGX_VOICE_TOOL_NAME_MAX];
+    size_t                       name_len;
+    u_char                       arguments[NGX_VOICE_TOOL_ARGS_MAX];
+    size_t                       arguments_len;
+    unsigned                     too_long:1;     /* name or arguments */
+} ngx_voice_tool_call_t;
+
+
+/* which item came before which: transcripts carry the order */
+typedef struct {
+    u_char                       item_id[NGX_VOICE_ID_MAX];
+    size_t                       item_id_len;
+    u_char                       previous[NGX_VOICE_ID_MAX];
+    size_t                       previous_len;
+} ngx_voice_item_order_t;
 
 
 /*
@@ -37,6 +64,17 @@ typedef struct {
                                         ngx_str_t *response_id,
                                         u_char *delta, size_t len);
     ngx_int_t                  (*speech_started)(ngx_voice_realtime_t *rt);
+
+    /* a function call in a response that completed (none otherwise) */
+    ngx_int_t                  (*tool_call)(ngx_voice_realtime_t *rt,
+                                            ngx_voice_tool_call_t *tc);
+
+    /* what the caller said, or what the model said, as text */
+    ngx_int_t                  (*transcript)(ngx_voice_realtime_t *rt,
+                                             ngx_uint_t assistant,
+                                             ngx_str_t *item_id,
+                                             ngx_str_t *previous_item_id,
+                                             ngx_str_t *text);
 
     /* OpenAI broke the protocol: close it with "code" (see the peer's) */
     void                       (*failed)(ngx_voice_realtime_t *rt,
@@ -57,8 +95,16 @@ typedef struct {
     ngx_str_t                    error_code;
     ngx_str_t                    error_message;
     ngx_str_t                    item_type;
-    ngx_str_t                    approval_id;
+    ngx_str_t                    approval_id;    /* item.id */
+    ngx_str_t                    item_name;
+    ngx_str_t                    item_call_id;
+    ngx_str_t                    item_arguments;
+    ngx_str_t                    response_ref;   /* response.id */
+    ngx_str_t                    response_status;
+    ngx_str_t                    previous_item_id;
+    ngx_str_t                    transcript;     /* deferred copy */
     unsigned                     delta_sent:1;
+    unsigned                     arguments_too_long:1;
 
     /* what the strings above point into */
     u_char                       item_id_buf[NGX_VOICE_ID_MAX];
@@ -67,6 +113,12 @@ typedef struct {
     u_char                       error_message_buf[256];
     u_char                       item_type_buf[32];
     u_char                       approval_id_buf[NGX_VOICE_ID_MAX];
+    u_char                       item_name_buf[NGX_VOICE_TOOL_NAME_MAX];
+    u_char                       item_call_id_buf[NGX_VOICE_ID_MAX];
+    u_char                       item_arguments_buf[NGX_VOICE_TOOL_ARGS_MAX];
+    u_char                       response_ref_buf[NGX_VOICE_ID_MAX];
+    u_char                       response_status_buf[16];
+    u_char                       previous_item_id_buf[NGX_VOICE_ID_MAX];
 } ngx_voice_realtime_msg_t;
 
 
@@ -81,12 +133,20 @@ struct ngx_voice_realtime_s {
     u_char                               denied[NGX_VOICE_ID_MAX];
     size_t                               denied_len;
 
+    ngx_voice_tool_call_t                calls[NGX_VOICE_TOOL_CALLS];
+    ngx_uint_t                           ncalls;
+    ngx_voice_item_order_t               order[NGX_VOICE_ITEM_ORDER];
+    ngx_uint_t                           norder;
+    u_char                              *transcript_buf;
+    ngx_uint_t                           transcripts;   /* wanted */
+
     const ngx_voice_realtime_handler_t  *handler;
     void                                *data;        /* the owner */
 
     unsigned                             skipping:1;  /* a dropped event */
     unsigned                             response_active:1;
     unsigned                             response_pending:1;
+    unsigned                             ending:1;    /* no new response */
 };
 
 
@@ -110,6 +170,13 @@ ngx_int_t ngx_voice_realtime_send_session(ngx_voice_realtime_t *rt,
 ngx_int_t ngx_voice_realtime_truncate(ngx_voice_realtime_t *rt,
     ngx_str_t *item_id, ngx_msec_t audio_end_ms);
 ngx_int_t ngx_voice_realtime_dtmf(ngx_voice_realtime_t *rt, u_char digit);
+
+/*
+ * The answer to a function call; with "respond", a response.create after
+ * it, so the model goes on (it is told what went wrong).
+ */
+ngx_int_t ngx_voice_realtime_tool_output(ngx_voice_realtime_t *rt,
+    ngx_voice_tool_call_t *tc, ngx_str_t *output, ngx_uint_t respond);
 
 
 #endif /* _NGX_VOICE_REALTIME_H_INCLUDED_ */

@@ -40,6 +40,7 @@ ngx_voice_secret_load(ngx_conf_t *cf, ngx_str_t *directive, ngx_str_t *value,
     }
 
     if (value->len == 0) {
+        /* log-safe: the directive name, from the module */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must not be empty", directive);
         return NGX_CONF_ERROR;
@@ -76,6 +77,7 @@ ngx_voice_secret_from_env(ngx_conf_t *cf, ngx_str_t *directive,
     u_char  *cname;
 
     if (name->len == 0) {
+        /* log-safe: the directive name, from the module */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": \"env:\" needs a variable name",
                            directive);
@@ -93,6 +95,7 @@ ngx_voice_secret_from_env(ngx_conf_t *cf, ngx_str_t *directive,
     v = getenv((char *) cname);
 
     if (v == NULL || *v == '\0') {
+        /* log-safe: the directive and variable names, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": environment variable \"%V\" is not set "
                            "or empty", directive, name);
@@ -117,6 +120,7 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
     u_char            buf[NGX_VOICE_SECRET_MAX + 1];
 
     if (path->len == 0) {
+        /* log-safe: the directive name, from the module */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": \"file:\" needs a path", directive);
         return NGX_CONF_ERROR;
@@ -131,6 +135,7 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
     fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (fd == NGX_INVALID_FILE) {
+        /* log-safe: the directive name and the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"%V\": cannot open secret file \"%V\"",
                            directive, &name);
@@ -139,6 +144,7 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
 
     if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR || !ngx_is_file(&fi)) {
         (void) ngx_close_file(fd);
+        /* log-safe: the directive name and the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": secret file \"%V\" is not a regular "
                            "file", directive, &name);
@@ -153,6 +159,7 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
     n = ngx_read_file(&file, buf, NGX_VOICE_SECRET_MAX + 1, 0);
 
     if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        /* log-safe: the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
                            ngx_close_file_n " \"%V\" failed", &name);
     }
@@ -172,6 +179,7 @@ ngx_voice_secret_from_file(ngx_conf_t *cf, ngx_str_t *directive,
 
     if (len == 0 || len > NGX_VOICE_SECRET_MAX) {
         ngx_explicit_memzero(buf, sizeof(buf));
+        /* log-safe: the directive name and the path, from nginx.conf */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\": secret file \"%V\" %s", directive, &name,
                            len ? "has a first line that is too long"

@@ -50,6 +50,13 @@ static void ngx_voice_session_gen_greeting(yajl_gen g,
 static void ngx_voice_session_turn_detection(yajl_gen g,
     ngx_voice_turn_detection_t *td);
 static void ngx_voice_session_tools(yajl_gen g, ngx_array_t *servers);
+static void ngx_voice_session_end_call_tool(yajl_gen g);
+static void ngx_voice_session_transfer_tool(yajl_gen g,
+    ngx_array_t *transfers);
+static void ngx_voice_session_transfer_descriptions(yajl_gen g,
+    ngx_array_t *transfers);
+static ngx_int_t ngx_voice_session_destination(ngx_str_t *dest,
+    ngx_uint_t *sip);
 static ngx_int_t ngx_voice_session_take(ngx_conf_t *cf, yajl_gen g,
     ngx_str_t *out);
 static void ngx_voice_session_wipe(void *data);
@@ -76,6 +83,8 @@ ngx_voice_session_create_conf(ngx_voice_session_conf_t *conf)
 
     conf->turn_detection = NGX_CONF_UNSET_PTR;
     conf->mcp_servers = NGX_CONF_UNSET_PTR;
+    conf->hangup = NGX_CONF_UNSET;
+    conf->transfers = NGX_CONF_UNSET_PTR;
 }
 
 
@@ -88,6 +97,11 @@ ngx_voice_session_merge_conf(ngx_conf_t *cf, ngx_voice_session_conf_t *prev,
     ngx_conf_merge_ptr_value(conf->turn_detection, prev->turn_detection,
                              NULL);
     ngx_conf_merge_ptr_value(conf->mcp_servers, prev->mcp_servers, NULL);
+    ngx_conf_merge_value(conf->hangup, prev->hangup, 0);
+    ngx_conf_merge_ptr_value(conf->transfers, prev->transfers, NULL);
+    ngx_conf_merge_str_value(conf->transcription_model,
+                             prev->transcription_model,
+                             "gpt-4o-mini-transcribe");
 
     if (conf->instructions.data == NULL) {
         conf->instructions = prev->instructions;
@@ -122,6 +136,7 @@ ngx_voice_session_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd,
         semantic = 1;
 
     } else {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_turn_detection\" type \"%V\": "
                            "server_vad or semantic_vad expected", &value[1]);
@@ -139,6 +154,7 @@ ngx_voice_session_set_turn_detection(ngx_conf_t *cf, ngx_command_t *cmd,
 
     for (i = 2; i < cf->args->nelts; i++) {
         if (ngx_voice_session_td_param(td, semantic, &value[i]) != NGX_OK) {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid \"voice_turn_detection\" parameter "
                                "\"%V\" for %V", &value[i], &value[1]);
@@ -321,6 +337,7 @@ ngx_voice_session_mcp_param(ngx_conf_t *cf, ngx_voice_mcp_server_t *srv,
         if (ngx_strncmp(v.data, "https://", 8) != 0
             && ngx_strncmp(v.data, "http://", 7) != 0)
         {
+            /* log-safe: configuration text */
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid \"voice_mcp_server\" url \"%V\"", &v);
             return NGX_CONF_ERROR;
@@ -437,6 +454,153 @@ ngx_voice_session_mcp_tools(ngx_conf_t *cf, ngx_voice_mcp_server_t *srv,
 }
 
 
+/* voice_transfer LABEL DESTINATION ["description"] */
+char *
+ngx_voice_session_set_transfer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_session_conf_t  *scf;
+
+    ngx_str_t             *value;
+    ngx_uint_t             i;
+    ngx_voice_transfer_t  *t;
+
+    scf = (ngx_voice_session_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (scf->transfers == NGX_CONF_UNSET_PTR) {
+        scf->transfers = ngx_array_create(cf->pool, 2,
+                                          sizeof(ngx_voice_transfer_t));
+        if (scf->transfers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (!ngx_voice_utf8_valid(value[i].data, value[i].len)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"voice_transfer\" parameter %ui is not "
+                               "valid UTF-8", i);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].len > 32) {
+        /* log-safe: configuration text */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_transfer\" label \"%V\": "
+                           "1 to 32 bytes expected", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    t = scf->transfers->elts;
+
+    for (i = 0; i < scf->transfers->nelts; i++) {
+        if (t[i].label.len == value[1].len
+            && ngx_memcmp(t[i].label.data, value[1].data, value[1].len) == 0)
+        {
+            /* log-safe: configuration text */
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"voice_transfer\" label \"%V\" is "
+                               "duplicate", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    t = ngx_array_push(scf->transfers);
+    if (t == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(t, sizeof(ngx_voice_transfer_t));
+
+    t->label = value[1];
+    t->destination = value[2];
+
+    if (ngx_voice_session_destination(&t->destination, &t->sip) != NGX_OK) {
+        /* log-safe: configuration text */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_transfer\" destination \"%V\": "
+                           "an E.164 number (+15551234567) or a sip: URI "
+                           "without headers expected", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 4) {
+        t->description = value[3];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* ^\+[1-9][0-9]{1,14}$, or sip:user@host with no ?headers */
+static ngx_int_t
+ngx_voice_session_destination(ngx_str_t *dest, ngx_uint_t *sip)
+{
+    size_t   i;
+    u_char  *p;
+
+    p = dest->data;
+
+    if (dest->len >= 3 && dest->len <= 16 && p[0] == '+'
+        && p[1] >= '1' && p[1] <= '9')
+    {
+        for (i = 2; i < dest->len; i++) {
+            if (p[i] < '0' || p[i] > '9') {
+                return NGX_ERROR;
+            }
+        }
+
+        *sip = 0;
+        return NGX_OK;
+    }
+
+    if (dest->len < sizeof("sip:a") || dest->len > 255
+        || ngx_strncasecmp(p, (u_char *) "sip:", 4) != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 4; i < dest->len; i++) {
+        /* no headers, nothing that needs escaping, nothing invisible */
+        if (p[i] <= 0x20 || p[i] >= 0x7f || p[i] == '?' || p[i] == '<'
+            || p[i] == '>' || p[i] == '"' || p[i] == '&' || p[i] == '\'')
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    *sip = 1;
+    return NGX_OK;
+}
+
+
+ngx_voice_transfer_t *
+ngx_voice_session_transfer(ngx_voice_session_conf_t *conf, ngx_str_t *label)
+{
+    ngx_uint_t             i;
+    ngx_voice_transfer_t  *t;
+
+    if (conf->transfers == NULL) {
+        return NULL;
+    }
+
+    t = conf->transfers->elts;
+
+    for (i = 0; i < conf->transfers->nelts; i++) {
+        if (t[i].label.len == label->len
+            && ngx_memcmp(t[i].label.data, label->data, label->len) == 0)
+        {
+            return &t[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 char *
 ngx_voice_session_set_instructions_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
@@ -483,6 +647,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
     file.fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
 
     if (file.fd == NGX_INVALID_FILE) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_instructions_file\": cannot open \"%V\"",
                            name);
@@ -490,6 +655,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
     }
 
     if (ngx_fd_info(file.fd, &fi) == NGX_FILE_ERROR) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
                            "\"voice_instructions_file\": cannot stat \"%V\"",
                            name);
@@ -501,6 +667,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
 
     if (size > 1024 * 1024) {
         (void) ngx_close_file(file.fd);
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\" \"%V\" is larger "
                            "than 1m", name);
@@ -518,6 +685,7 @@ ngx_voice_session_read_file(ngx_conf_t *cf, ngx_str_t *name, ngx_str_t *out)
     (void) ngx_close_file(file.fd);
 
     if (n != (ssize_t) size) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_instructions_file\": cannot read \"%V\"",
                            name);
@@ -577,6 +745,7 @@ ngx_voice_session_check_text(ngx_conf_t *cf, ngx_voice_session_conf_t *conf)
     }
 
     if (ngx_voice_voices[i] == NULL) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "\"voice_voice\" \"%V\" is not a known Realtime "
                            "voice (alloy, ash, ballad, coral, echo, sage, "
@@ -633,8 +802,25 @@ ngx_voice_session_gen_update(yajl_gen g, ngx_voice_session_conf_t *conf)
         ngx_voice_gen_ngx_str(g, &conf->instructions);
     }
 
-    if (conf->mcp_servers && conf->mcp_servers->nelts) {
-        ngx_voice_session_tools(g, conf->mcp_servers);
+    if ((conf->mcp_servers && conf->mcp_servers->nelts) || conf->hangup
+        || conf->transfers)
+    {
+        ngx_voice_gen_str(g, "tools");
+        yajl_gen_array_open(g);
+
+        if (conf->mcp_servers) {
+            ngx_voice_session_tools(g, conf->mcp_servers);
+        }
+
+        if (conf->hangup) {
+            ngx_voice_session_end_call_tool(g);
+        }
+
+        if (conf->transfers) {
+            ngx_voice_session_transfer_tool(g, conf->transfers);
+        }
+
+        yajl_gen_array_close(g);
     }
 
     yajl_gen_map_close(g);
@@ -658,6 +844,15 @@ ngx_voice_session_gen_audio(yajl_gen g, ngx_voice_session_conf_t *conf)
     ngx_voice_gen_str(g, "type");
     ngx_voice_gen_str(g, "audio/pcmu");
     yajl_gen_map_close(g);
+
+    if (conf->transcribe) {
+        /* the caller's words, for the transcript */
+        ngx_voice_gen_str(g, "transcription");
+        yajl_gen_map_open(g);
+        ngx_voice_gen_str(g, "model");
+        ngx_voice_gen_ngx_str(g, &conf->transcription_model);
+        yajl_gen_map_close(g);
+    }
 
     if (conf->turn_detection) {
         ngx_voice_session_turn_detection(g, conf->turn_detection);
@@ -756,9 +951,6 @@ ngx_voice_session_tools(yajl_gen g, ngx_array_t *servers)
     ngx_voice_header_t      *h;
     ngx_voice_mcp_server_t  *srv;
 
-    ngx_voice_gen_str(g, "tools");
-    yajl_gen_array_open(g);
-
     srv = servers->elts;
 
     for (i = 0; i < servers->nelts; i++) {
@@ -804,8 +996,129 @@ ngx_voice_session_tools(yajl_gen g, ngx_array_t *servers)
 
         yajl_gen_map_close(g);
     }
+}
+
+
+static void
+ngx_voice_session_end_call_tool(yajl_gen g)
+{
+    yajl_gen_map_open(g);
+
+    ngx_voice_gen_str(g, "type");
+    ngx_voice_gen_str(g, "function");
+    ngx_voice_gen_str(g, "name");
+    ngx_voice_gen_str(g, "end_call");
+    ngx_voice_gen_str(g, "description");
+    ngx_voice_gen_str(g, "Ends the phone call. Use it when the caller says "
+                         "goodbye or asks to end the call, after saying a "
+                         "short goodbye.");
+
+    ngx_voice_gen_str(g, "parameters");
+    yajl_gen_map_open(g);
+    ngx_voice_gen_str(g, "type");
+    ngx_voice_gen_str(g, "object");
+    ngx_voice_gen_str(g, "properties");
+    yajl_gen_map_open(g);
+    yajl_gen_map_close(g);
+    ngx_voice_gen_str(g, "additionalProperties");
+    yajl_gen_bool(g, 0);
+    yajl_gen_map_close(g);
+
+    yajl_gen_map_close(g);
+}
+
+
+/* the model sees the labels, never a number */
+static void
+ngx_voice_session_transfer_tool(yajl_gen g, ngx_array_t *transfers)
+{
+    ngx_uint_t             i;
+    ngx_voice_transfer_t  *t;
+
+    t = transfers->elts;
+
+    yajl_gen_map_open(g);
+
+    ngx_voice_gen_str(g, "type");
+    ngx_voice_gen_str(g, "function");
+    ngx_voice_gen_str(g, "name");
+    ngx_voice_gen_str(g, "transfer_call");
+    ngx_voice_gen_str(g, "description");
+    ngx_voice_gen_str(g, "Transfers the caller to a person. Use it when the "
+                         "caller asks for one of the destinations, after "
+                         "telling them they are being transferred.");
+
+    ngx_voice_gen_str(g, "parameters");
+    yajl_gen_map_open(g);
+    ngx_voice_gen_str(g, "type");
+    ngx_voice_gen_str(g, "object");
+    ngx_voice_gen_str(g, "properties");
+    yajl_gen_map_open(g);
+    ngx_voice_gen_str(g, "destination");
+    yajl_gen_map_open(g);
+    ngx_voice_gen_str(g, "type");
+    ngx_voice_gen_str(g, "string");
+
+    ngx_voice_gen_str(g, "enum");
+    yajl_gen_array_open(g);
+
+    for (i = 0; i < transfers->nelts; i++) {
+        ngx_voice_gen_ngx_str(g, &t[i].label);
+    }
 
     yajl_gen_array_close(g);
+
+    ngx_voice_session_transfer_descriptions(g, transfers);
+
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    ngx_voice_gen_str(g, "required");
+    yajl_gen_array_open(g);
+    ngx_voice_gen_str(g, "destination");
+    yajl_gen_array_close(g);
+    ngx_voice_gen_str(g, "additionalProperties");
+    yajl_gen_bool(g, 0);
+    yajl_gen_map_close(g);
+
+    yajl_gen_map_close(g);
+}
+
+
+/* "label: description; ..." for the labels that have one */
+static void
+ngx_voice_session_transfer_descriptions(yajl_gen g, ngx_array_t *transfers)
+{
+    u_char                *p;
+    size_t                 len;
+    ngx_uint_t             i;
+    ngx_voice_transfer_t  *t;
+    u_char                 buf[2048];
+
+    t = transfers->elts;
+    p = buf;
+
+    for (i = 0; i < transfers->nelts; i++) {
+        len = t[i].label.len + t[i].description.len + 4;
+
+        if (t[i].description.len == 0 || p + len > buf + sizeof(buf)) {
+            continue;
+        }
+
+        if (p > buf) {
+            p = ngx_cpymem(p, "; ", 2);
+        }
+
+        p = ngx_cpymem(p, t[i].label.data, t[i].label.len);
+        p = ngx_cpymem(p, ": ", 2);
+        p = ngx_cpymem(p, t[i].description.data, t[i].description.len);
+    }
+
+    if (p == buf) {
+        return;
+    }
+
+    ngx_voice_gen_str(g, "description");
+    yajl_gen_string(g, buf, p - buf);
 }
 
 

@@ -39,12 +39,25 @@ typedef struct {
 } ngx_voice_mcp_server_t;
 
 
+/* voice_transfer LABEL DESTINATION ["description"] */
+typedef struct {
+    ngx_str_t                    label;           /* what the model sees */
+    ngx_str_t                    destination;     /* E.164 or sip: */
+    ngx_str_t                    description;
+    ngx_uint_t                   sip;
+} ngx_voice_transfer_t;
+
+
 typedef struct {
     ngx_str_t                    voice;
     ngx_str_t                    instructions;
     ngx_str_t                    greeting;
     ngx_voice_turn_detection_t  *turn_detection;
     ngx_array_t                 *mcp_servers;     /* ngx_voice_mcp_server_t */
+    ngx_flag_t                   hangup;          /* the end_call tool */
+    ngx_array_t                 *transfers;       /* ngx_voice_transfer_t */
+    ngx_str_t                    transcription_model;
+    ngx_uint_t                   transcribe;      /* a transcript log is on */
 
     /* built for a media-stream location; may hold secrets */
     ngx_str_t                    session_update;
@@ -67,6 +80,12 @@ char *ngx_voice_session_set_mcp_server(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_voice_session_set_instructions_file(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_voice_session_set_transfer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* the transfer a label names, or NULL */
+ngx_voice_transfer_t *ngx_voice_session_transfer(
+    ngx_voice_session_conf_t *conf, ngx_str_t *label);
 
 
 #endif /* _NGX_VOICE_SESSION_H_INCLUDED_ */

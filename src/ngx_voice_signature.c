@@ -350,6 +350,7 @@ ngx_voice_signature_set_public_url(ngx_conf_t *cf, ngx_command_t *cmd,
         || !((scheme.len == 5 && ngx_strncmp(scheme.data, "https", 5) == 0)
              || (scheme.len == 4 && ngx_strncmp(scheme.data, "http", 4) == 0)))
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_public_url\" \"%V\": "
                            "http(s)://host[:port] expected", &value[1]);
@@ -357,6 +358,7 @@ ngx_voice_signature_set_public_url(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     if (path.len > 1 || (path.len == 1 && path.data[0] != '/')) {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_public_url\" \"%V\" must not have a "
                            "path: the request URI is appended to it",
@@ -394,6 +396,7 @@ ngx_voice_signature_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd,
         != NGX_OK
         || scheme.len != 3 || ngx_strncmp(scheme.data, "wss", 3) != 0)
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid \"voice_stream_url\" \"%V\": "
                            "wss://host[/path] expected", &value[1]);
@@ -403,6 +406,7 @@ ngx_voice_signature_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd,
     if (ngx_strlchr(path.data, path.data + path.len, '?')
         || ngx_strlchr(path.data, path.data + path.len, '#'))
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_stream_url\" \"%V\" must not have a "
                            "query string: Twilio drops it", &value[1]);
@@ -411,6 +415,7 @@ ngx_voice_signature_set_stream_url(ngx_conf_t *cf, ngx_command_t *cmd,
 
     if (port.len && !(port.len == 3 && ngx_strncmp(port.data, "443", 3) == 0))
     {
+        /* log-safe: configuration text */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_stream_url\" \"%V\" must not have a "
                            "port other than 443: Twilio streams only to "

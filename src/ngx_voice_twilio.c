@@ -195,6 +195,11 @@ ngx_voice_twilio_message(ngx_voice_peer_t *peer, ngx_voice_ws_event_t *ev)
         return NGX_ERROR;
     }
 
+    if (rc == NGX_ERROR) {
+        return ngx_voice_twilio_fail(tw, NGX_VOICE_WS_CLOSE_ERROR,
+                                     "out of memory");
+    }
+
     ngx_log_error(NGX_LOG_INFO, peer->log, 0,
                   "voice: Twilio sent a message that is not JSON, "
                   "or not one JSON object");

@@ -68,7 +68,7 @@ ngx_voice_xml_escape(u_char *dst, u_char *src, size_t len)
 
 ngx_int_t
 ngx_voice_twiml_init(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
-    ngx_str_t *say, ngx_str_t *fallback_say)
+    ngx_str_t *say, ngx_str_t *fallback_say, ngx_str_t *action)
 {
     u_char  *p;
     size_t   len;
@@ -76,11 +76,15 @@ ngx_voice_twiml_init(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
     static u_char  say_open[] = "<Say>";
     static u_char  say_close[] = "</Say>";
     static u_char  head[] = "<Response>";
-    static u_char  connect[] = "<Connect><Stream url=\"";
+    static u_char  connect[] = "<Connect>";
+    static u_char  connect_action[] = "<Connect action=\"";
+    static u_char  stream[] = "<Stream url=\"";
     static u_char  stream_end[] = "\"/></Connect>";
     static u_char  tail[] = "</Response>";
 
-    len = sizeof(head) - 1 + sizeof(connect) - 1;
+    len = sizeof(head) - 1 + sizeof(connect_action) - 1 + sizeof("\">") - 1
+          + sizeof(stream) - 1
+          + ngx_voice_xml_escaped_len(action->data, action->len);
 
     if (say->len) {
         len += sizeof(say_open) - 1 + sizeof(say_close) - 1
@@ -95,7 +99,18 @@ ngx_voice_twiml_init(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
     twiml->head.data = p;
     p = ngx_cpymem(p, head, sizeof(head) - 1);
     p = ngx_voice_twiml_say(p, say);
-    p = ngx_cpymem(p, connect, sizeof(connect) - 1);
+
+    if (action->len) {
+        /* Twilio requests it when <Connect> ends: the call's outcome */
+        p = ngx_cpymem(p, connect_action, sizeof(connect_action) - 1);
+        p = ngx_voice_xml_escape(p, action->data, action->len);
+        p = ngx_cpymem(p, "\">", 2);
+
+    } else {
+        p = ngx_cpymem(p, connect, sizeof(connect) - 1);
+    }
+
+    p = ngx_cpymem(p, stream, sizeof(stream) - 1);
     twiml->head.len = p - twiml->head.data;
 
     len = sizeof(stream_end) - 1 + sizeof(tail) - 1;
@@ -170,4 +185,82 @@ ngx_voice_twiml_say(u_char *p, ngx_str_t *text)
     p = ngx_voice_xml_escape(p, text->data, text->len);
 
     return ngx_cpymem(p, "</Say>", sizeof("</Say>") - 1);
+}
+
+
+/* [<Say>say</Say>]<Hangup/> */
+ngx_int_t
+ngx_voice_twiml_hangup(ngx_pool_t *pool, ngx_str_t *say, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   len;
+
+    static u_char  head[] = "<Response>";
+    static u_char  tail[] = "<Hangup/></Response>";
+
+    len = sizeof(head) - 1 + sizeof(tail) - 1
+          + sizeof("<Say></Say>") - 1
+          + ngx_voice_xml_escaped_len(say->data, say->len);
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    p = ngx_cpymem(p, head, sizeof(head) - 1);
+    p = ngx_voice_twiml_say(p, say);
+    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * [<Say>say</Say>]<Dial action="ACTION" [timeLimit="N"]><Number>+1...
+ * </Number></Dial>, or <Sip> for a sip: destination
+ */
+ngx_int_t
+ngx_voice_twiml_dial(ngx_pool_t *pool, ngx_voice_twiml_dial_t *dial,
+    ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       len;
+    const char  *noun;
+
+    noun = dial->sip ? "Sip" : "Number";
+
+    len = sizeof("<Response><Dial action=\"\" timeLimit=\"\">"
+                 "<Number></Number></Dial></Response><Say></Say>") - 1
+          + NGX_INT_T_LEN
+          + ngx_voice_xml_escaped_len(dial->say.data, dial->say.len)
+          + ngx_voice_xml_escaped_len(dial->action.data, dial->action.len)
+          + ngx_voice_xml_escaped_len(dial->destination.data,
+                                      dial->destination.len);
+
+    p = ngx_pnalloc(pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    p = ngx_cpymem(p, "<Response>", sizeof("<Response>") - 1);
+    p = ngx_voice_twiml_say(p, &dial->say);
+    p = ngx_cpymem(p, "<Dial action=\"", sizeof("<Dial action=\"") - 1);
+    p = ngx_voice_xml_escape(p, dial->action.data, dial->action.len);
+    p = ngx_cpymem(p, "\"", 1);
+
+    if (dial->time_limit) {
+        p = ngx_sprintf(p, " timeLimit=\"%T\"", dial->time_limit);
+    }
+
+    p = ngx_sprintf(p, "><%s>", noun);
+    p = ngx_voice_xml_escape(p, dial->destination.data,
+                             dial->destination.len);
+    p = ngx_sprintf(p, "</%s></Dial></Response>", noun);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
 }

@@ -13,6 +13,7 @@
 
 
 #define NGX_VOICE_TWIML_REJECT  "<Response><Reject/></Response>"
+#define NGX_VOICE_TWIML_HANGUP  "<Response><Hangup/></Response>"
 
 
 /* the parts of the <Connect><Stream> answer fixed by configuration */
@@ -26,9 +27,31 @@ typedef struct {
 size_t ngx_voice_xml_escaped_len(u_char *src, size_t len);
 u_char *ngx_voice_xml_escape(u_char *dst, u_char *src, size_t len);
 
-/* builds head and tail once, at configuration time */
+/* what a transfer answers with */
+typedef struct {
+    ngx_str_t                    say;
+    ngx_str_t                    action;  /* the call-action URL again */
+    time_t                       time_limit;       /* 0: none */
+    ngx_str_t                    destination;
+    ngx_uint_t                   sip;
+} ngx_voice_twiml_dial_t;
+
+
+/*
+ * Builds head and tail once, at configuration time; with an "action" URL
+ * (may be empty), <Connect action="..."> makes Twilio request it when the
+ * stream ends.
+ */
 ngx_int_t ngx_voice_twiml_init(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,
-    ngx_str_t *say, ngx_str_t *fallback_say);
+    ngx_str_t *say, ngx_str_t *fallback_say, ngx_str_t *action);
+
+/* <Response>[<Say>say</Say>]<Hangup/></Response> */
+ngx_int_t ngx_voice_twiml_hangup(ngx_pool_t *pool, ngx_str_t *say,
+    ngx_str_t *out);
+
+/* <Response>[<Say>]<Dial action=..><Number>|<Sip>..</Dial></Response> */
+ngx_int_t ngx_voice_twiml_dial(ngx_pool_t *pool, ngx_voice_twiml_dial_t *dial,
+    ngx_str_t *out);
 
 /* head + escaped(base) ["/"] + token + tail */
 ngx_int_t ngx_voice_twiml_connect(ngx_pool_t *pool, ngx_voice_twiml_t *twiml,

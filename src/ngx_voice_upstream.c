@@ -17,14 +17,13 @@
 #include <ngx_event.h>
 #include <ngx_event_connect.h>
 #include <ngx_http.h>
-#include <ngx_sha1.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include "ngx_voice_upstream.h"
+#include "ngx_voice_ws.h"
 
 
 #define NGX_VOICE_HANDSHAKE_MAX  4096
-#define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 static void ngx_voice_upstream_handler(ngx_event_t *ev);
@@ -46,12 +45,6 @@ static void ngx_voice_upstream_save_session(ngx_connection_t *c);
 static ngx_int_t ngx_voice_upstream_create_request(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_send_request(ngx_voice_upstream_t *u);
 static void ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u);
-static ngx_int_t ngx_voice_upstream_parse_handshake(ngx_voice_upstream_t *u,
-    u_char *end);
-static ngx_int_t ngx_voice_upstream_check_headers(ngx_voice_upstream_t *u,
-    u_char *p, u_char *end);
-static ngx_int_t ngx_voice_upstream_header_is(u_char *line, u_char *end,
-    const char *name, u_char **value);
 static void ngx_voice_upstream_open(ngx_voice_upstream_t *u, u_char *pos,
     u_char *last);
 static void ngx_voice_upstream_dummy_handler(ngx_voice_upstream_t *u);
@@ -131,6 +124,7 @@ ngx_voice_upstream_resolve(ngx_voice_upstream_t *u)
     conf = u->conf;
 
     if (conf->resolver == NULL) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: no resolver defined to resolve %V, and it "
                       "could not be resolved at start", &conf->host);
@@ -156,6 +150,7 @@ ngx_voice_upstream_resolve(ngx_voice_upstream_t *u)
 
     u->resolve = ctx;
 
+    /* log-safe: names from the configuration */
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
                    "voice: resolving %V", &conf->host);
 
@@ -180,6 +175,7 @@ ngx_voice_upstream_resolve_handler(ngx_resolver_ctx_t *ctx)
     u->resolve = NULL;
 
     if (ctx->state) {
+        /* log-safe: constant text; names from the configuration */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: %V could not be resolved (%i: %s)",
                       &ctx->name, ctx->state,
@@ -282,6 +278,7 @@ ngx_voice_upstream_connect(ngx_voice_upstream_t *u)
         pc->log = u->log;
         pc->log_error = NGX_ERROR_ERR;
 
+        /* log-safe: a leg's own name or an address */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, u->log, 0,
                        "voice: connecting to OpenAI at %V", pc->name);
 
@@ -354,6 +351,7 @@ ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
     }
 
     if (c->write->timedout) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_ERR, u->log, NGX_ETIMEDOUT,
                       "voice: connect() to OpenAI at %V timed out",
                       u->peer.name);
@@ -373,6 +371,7 @@ ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
     }
 
     if (err) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_ERR, u->log, err,
                       "voice: connect() to OpenAI at %V failed",
                       u->peer.name);
@@ -516,6 +515,7 @@ ngx_voice_upstream_ssl_handshaked(ngx_voice_upstream_t *u,
     c->log->action = u->action;
 
     if (!c->ssl->handshaked) {
+        /* log-safe: a leg's own name or an address */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: TLS handshake with OpenAI at %V failed",
                       u->peer.name);
@@ -568,6 +568,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
     rc = SSL_get_verify_result(c->ssl->connection);
 
     if (rc != X509_V_OK) {
+        /* log-safe: constant text */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate verify error: (%l:%s)",
                       rc, X509_verify_cert_error_string(rc));
@@ -576,6 +577,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
 
     if (!conf->ssl_name_is_ip) {
         if (ngx_ssl_check_host(c, &conf->ssl_server_name) != NGX_OK) {
+            /* log-safe: names from the configuration */
             ngx_log_error(NGX_LOG_ERR, u->log, 0,
                           "voice: OpenAI SSL certificate does not match "
                           "\"%V\"", &conf->ssl_server_name);
@@ -596,6 +598,7 @@ ngx_voice_upstream_verify(ngx_voice_upstream_t *u, ngx_connection_t *c)
     X509_free(cert);
 
     if (rc != 1) {
+        /* log-safe: names from the configuration */
         ngx_log_error(NGX_LOG_ERR, u->log, 0,
                       "voice: OpenAI SSL certificate does not match "
                       "\"%V\"", &conf->ssl_server_name);
@@ -795,7 +798,7 @@ ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u)
 
         end += 4;
 
-        rc = ngx_voice_upstream_parse_handshake(u, end);
+        rc = ngx_voice_ws_parse_response(b->pos, end, u->ws_key, u->log);
 
         if (rc != NGX_OK) {
             ngx_voice_upstream_fail(u,
@@ -809,133 +812,6 @@ ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u)
         ngx_voice_upstream_open(u, end, b->last);
         return;
     }
-}
-
-
-/* NGX_OK; NGX_DECLINED: a status other than 101; NGX_ERROR */
-static ngx_int_t
-ngx_voice_upstream_parse_handshake(ngx_voice_upstream_t *u, u_char *end)
-{
-    u_char     *p;
-    ngx_int_t   status;
-
-    p = u->handshake->pos;
-
-    if (end - p < 12 || ngx_strncmp(p, "HTTP/1.1 ", 9) != 0) {
-        ngx_log_error(NGX_LOG_ERR, u->log, 0,
-                      "voice: OpenAI answered the WebSocket handshake "
-                      "with something that is not HTTP/1.1");
-        return NGX_ERROR;
-    }
-
-    status = ngx_atoi(p + 9, 3);
-
-    if (status != NGX_HTTP_SWITCHING_PROTOCOLS) {
-        ngx_log_error(NGX_LOG_ERR, u->log, 0,
-                      "voice: OpenAI refused the WebSocket handshake "
-                      "with status %i", status);
-        return NGX_DECLINED;
-    }
-
-    return ngx_voice_upstream_check_headers(u, p, end);
-}
-
-
-/* Upgrade, Connection and the Sec-WebSocket-Accept our key asks for */
-static ngx_int_t
-ngx_voice_upstream_check_headers(ngx_voice_upstream_t *u, u_char *p,
-    u_char *end)
-{
-    u_char      *line, *eol, *value;
-    ngx_str_t    expected, digest;
-    ngx_uint_t   upgrade, connection, accept;
-    ngx_sha1_t   sha1;
-    u_char       hash[20], b64[28];
-
-    ngx_sha1_init(&sha1);
-    ngx_sha1_update(&sha1, u->ws_key, sizeof(u->ws_key));
-    ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
-    ngx_sha1_final(hash, &sha1);
-
-    digest.data = hash;
-    digest.len = sizeof(hash);
-    expected.data = b64;
-    ngx_encode_base64(&expected, &digest);
-
-    upgrade = 0;
-    connection = 0;
-    accept = 0;
-
-    line = ngx_strlchr(p, end, '\n');
-
-    while (line && ++line < end) {
-        eol = ngx_strlchr(line, end, '\r');
-        if (eol == NULL) {
-            break;
-        }
-
-        if (ngx_voice_upstream_header_is(line, eol, "Upgrade", &value)) {
-            upgrade = (eol - value == 9
-                       && ngx_strncasecmp(value, (u_char *) "websocket", 9)
-                          == 0);
-
-        } else if (ngx_voice_upstream_header_is(line, eol, "Connection",
-                                                &value))
-        {
-            connection = (ngx_strlcasestrn(value, eol, (u_char *) "upgrade",
-                                           7 - 1)
-                          != NULL);
-
-        } else if (ngx_voice_upstream_header_is(line, eol,
-                                                "Sec-WebSocket-Accept",
-                                                &value))
-        {
-            accept = ((size_t) (eol - value) == expected.len
-                      && ngx_memcmp(value, expected.data, expected.len) == 0);
-        }
-
-        line = ngx_strlchr(line, end, '\n');
-    }
-
-    if (!upgrade || !connection || !accept) {
-        ngx_log_error(NGX_LOG_ERR, u->log, 0,
-                      "voice: OpenAI WebSocket handshake has %s",
-                      !accept ? "a wrong Sec-WebSocket-Accept"
-                              : "no Upgrade: websocket");
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/* "Name: value" with the name compared case-insensitively */
-static ngx_int_t
-ngx_voice_upstream_header_is(u_char *line, u_char *end, const char *name,
-    u_char **value)
-{
-    size_t   len;
-    u_char  *p;
-
-    len = ngx_strlen(name);
-
-    if ((size_t) (end - line) <= len || line[len] != ':'
-        || ngx_strncasecmp(line, (u_char *) name, len) != 0)
-    {
-        return 0;
-    }
-
-    for (p = line + len + 1; p < end && (*p == ' ' || *p == '\t'); p++) {
-        /* void */
-    }
-
-    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
-        end--;
-    }
-
-    *value = p;
-
-    return 1;
 }
 
 

@@ -21,9 +21,7 @@
 #include <ngx_event_connect.h>
 #include <ngx_http.h>
 #include "ngx_voice_openai.h"
-
-
-#define NGX_VOICE_WS_KEY_LEN  24
+#include "ngx_voice_ws.h"
 
 
 /* where setting up the leg failed */

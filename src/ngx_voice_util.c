@@ -147,7 +147,9 @@ ngx_voice_log_escape(u_char *buf, const u_char *src, size_t len)
 
     /* room for the longest escape, the cut marker and the NUL */
     end = buf + NGX_VOICE_LOG_TEXT_MAX - sizeof("\\xNN...");
-    last = src + len;
+
+    /* an absent value is NULL with no length: no arithmetic on NULL */
+    last = len ? src + len : src;
 
     while (src < last) {
 

@@ -12,12 +12,25 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include "ngx_voice.h"
+#include "ngx_voice_metrics.h"
 #include "ngx_voice_signature.h"
 #include "ngx_voice_token.h"
 #include "ngx_voice_twiml.h"
 #include "ngx_voice_util.h"
 #include "ngx_voice_variables.h"
 #include "ngx_voice_webhook.h"
+
+
+/*
+ * Repeated webhooks of one call are logged once a second per worker, with
+ * how many came: a replay flood must not flood the log too.
+ */
+typedef struct {
+    ngx_uint_t                   level;
+    const char                  *what;
+    time_t                       logged;
+    ngx_uint_t                   count;
+} ngx_voice_webhook_repeats_t;
 
 
 static ngx_int_t ngx_voice_webhook_is_form(ngx_http_request_t *r);
@@ -38,27 +51,53 @@ static ngx_int_t ngx_voice_webhook_minted(ngx_http_request_t *r,
     ngx_voice_token_op_t *op);
 static void ngx_voice_webhook_info(ngx_voice_call_info_t *info,
     ngx_array_t *params);
-static ngx_int_t ngx_voice_webhook_send(ngx_http_request_t *r,
-    ngx_str_t *twiml);
+static void ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
+    ngx_voice_webhook_repeats_t *repeats, ngx_str_t *sid);
 static ngx_int_t ngx_voice_webhook_sig_prefixes(ngx_conf_t *cf,
     ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
 static ngx_int_t ngx_voice_webhook_stream_base(ngx_conf_t *cf,
+    ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
+static ngx_int_t ngx_voice_webhook_action_url(ngx_conf_t *cf,
     ngx_voice_webhook_conf_t *conf, ngx_voice_signature_conf_t *scf);
 
 
 static ngx_str_t  ngx_voice_twiml_reject =
     ngx_string(NGX_VOICE_TWIML_REJECT);
+static ngx_str_t  ngx_voice_twiml_hangup_only =
+    ngx_string(NGX_VOICE_TWIML_HANGUP);
+
+static ngx_voice_webhook_repeats_t  ngx_voice_webhook_retried =
+    { NGX_LOG_INFO, "its stream is not open yet: the same TwiML", 0, 0 };
+
+static ngx_voice_webhook_repeats_t  ngx_voice_webhook_answered =
+    { NGX_LOG_WARN, "its stream was opened already: <Hangup/>", 0, 0 };
 
 
 ngx_int_t
 ngx_voice_webhook_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
-    ngx_table_elt_t           *allow;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_int_t  rc;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "voice: webhook handler");
+
+    rc = ngx_voice_webhook_read_form(r, ngx_voice_webhook_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_BAD_REQUEST]);
+    }
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_voice_webhook_read_form(ngx_http_request_t *r,
+    ngx_http_client_body_handler_pt post)
+{
+    ngx_int_t                  rc;
+    ngx_table_elt_t           *allow;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (!(r->method & NGX_HTTP_POST)) {
         allow = ngx_list_push(&r->headers_out.headers);
@@ -98,7 +137,7 @@ ngx_voice_webhook_handler(ngx_http_request_t *r)
         return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
     }
 
-    rc = ngx_http_read_client_request_body(r, ngx_voice_webhook_body_handler);
+    rc = ngx_http_read_client_request_body(r, post);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -150,8 +189,48 @@ static ngx_int_t
 ngx_voice_webhook_process(ngx_http_request_t *r)
 {
     ngx_int_t              rc;
-    ngx_str_t              body, *from, *sid;
+    ngx_str_t             *from, *sid;
     ngx_array_t            params;
+    ngx_voice_loc_conf_t  *vlcf;
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
+
+    rc = ngx_voice_webhook_signed_form(r, &params);
+    if (rc != NGX_OK) {
+        if (rc == NGX_HTTP_FORBIDDEN) {
+            ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_BAD_SIGNATURE]);
+
+        } else {
+            ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_BAD_REQUEST]);
+        }
+
+        return rc;
+    }
+
+    sid = ngx_voice_form_get(&params, "CallSid");
+    from = ngx_voice_form_get(&params, "From");
+
+    if (!ngx_voice_webhook_caller_allowed(&vlcf->webhook, from)) {
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REJECTED_CALLER]);
+
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "voice: caller is not in voice_allow_callers, "
+                      "rejecting call %V", ngx_voice_loggable_sid(sid));
+
+        return ngx_voice_webhook_send(r, &ngx_voice_twiml_reject);
+    }
+
+    return ngx_voice_webhook_mint(r, vlcf, &params);
+}
+
+
+/* the parameters of a signed request that names its call */
+ngx_int_t
+ngx_voice_webhook_signed_form(ngx_http_request_t *r, ngx_array_t *params)
+{
+    ngx_int_t              rc;
+    ngx_str_t              body, *sid;
     ngx_voice_loc_conf_t  *vlcf;
 
     vlcf = ngx_http_get_module_loc_conf(r, ngx_voice_module);
@@ -161,18 +240,18 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
         return rc;
     }
 
-    if (ngx_voice_form_parse(r->pool, body.data, body.len, &params)
+    if (ngx_voice_form_parse(r->pool, body.data, body.len, params)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_voice_webhook_verify(r, vlcf, &params);
+    rc = ngx_voice_webhook_verify(r, vlcf, params);
     if (rc != NGX_OK) {
         return rc;
     }
 
-    sid = ngx_voice_form_get(&params, "CallSid");
+    sid = ngx_voice_form_get(params, "CallSid");
 
     if (sid == NULL || sid->len == 0) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -184,17 +263,7 @@ ngx_voice_webhook_process(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    from = ngx_voice_form_get(&params, "From");
-
-    if (!ngx_voice_webhook_caller_allowed(&vlcf->webhook, from)) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "voice: caller is not in voice_allow_callers, "
-                      "rejecting call %V", ngx_voice_loggable_sid(sid));
-
-        return ngx_voice_webhook_send(r, &ngx_voice_twiml_reject);
-    }
-
-    return ngx_voice_webhook_mint(r, vlcf, &params);
+    return NGX_OK;
 }
 
 
@@ -284,6 +353,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     h = ngx_voice_find_header(r, &header);
 
     if (h == NULL) {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: webhook request has no X-Twilio-Signature, "
                       "call %V", sid);
@@ -317,6 +387,7 @@ ngx_voice_webhook_verify(ngx_http_request_t *r, ngx_voice_loc_conf_t *vlcf,
     }
 
     if (rc == NGX_DECLINED) {
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "voice: webhook X-Twilio-Signature does not match, "
                       "call %V", sid);
@@ -443,7 +514,32 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
     ngx_voice_loc_conf_t      *vlcf;
     ngx_http_core_srv_conf_t  *cscf;
 
-    if (op->status != NGX_VOICE_TOKEN_OK) {
+    switch (op->status) {
+
+    case NGX_VOICE_TOKEN_OK:
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_OK]);
+        /* log-safe: a CallSid of Twilio's exact shape, else "-" */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "voice: incoming call %V, stream token minted",
+                      ngx_voice_loggable_sid(&op->info.call_sid));
+        break;
+
+    case NGX_VOICE_TOKEN_REPEAT:
+        /* Twilio retried, or it is a replay: the same answer */
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REPEAT]);
+        ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_retried,
+                                     &op->info.call_sid);
+        break;
+
+    case NGX_VOICE_TOKEN_USED:
+        /* the call is answered already: <Reject/> no longer applies */
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_REPEAT]);
+        ngx_voice_webhook_log_repeat(r, &ngx_voice_webhook_answered,
+                                     &op->info.call_sid);
+        return ngx_voice_webhook_send(r, &ngx_voice_twiml_hangup_only);
+
+    default: /* NGX_VOICE_TOKEN_FULL */
+        ngx_voice_metric_inc(webhooks[NGX_VOICE_WEBHOOK_ZONE_FULL]);
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
@@ -481,10 +577,6 @@ ngx_voice_webhook_minted(ngx_http_request_t *r, ngx_voice_token_op_t *op)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "voice: incoming call %V, stream token minted",
-                  ngx_voice_loggable_sid(&op->info.call_sid));
-
     return ngx_voice_webhook_send(r, &twiml);
 }
 
@@ -510,7 +602,29 @@ ngx_voice_webhook_info(ngx_voice_call_info_t *info, ngx_array_t *params)
 }
 
 
-static ngx_int_t
+static void
+ngx_voice_webhook_log_repeat(ngx_http_request_t *r,
+    ngx_voice_webhook_repeats_t *repeats, ngx_str_t *sid)
+{
+    repeats->count++;
+
+    if (repeats->logged == ngx_time()) {
+        return;
+    }
+
+    /* log-safe: a CallSid of Twilio's exact shape, else "-"; constant text */
+    ngx_log_error(repeats->level, r->connection->log, 0,
+                  "voice: webhook repeated for call %V, %s "
+                  "(%ui such since the last line)",
+                  ngx_voice_loggable_sid(sid), repeats->what,
+                  repeats->count);
+
+    repeats->logged = ngx_time();
+    repeats->count = 0;
+}
+
+
+ngx_int_t
 ngx_voice_webhook_send(ngx_http_request_t *r, ngx_str_t *twiml)
 {
     ngx_int_t     rc;
@@ -560,6 +674,7 @@ ngx_voice_webhook_create_conf(ngx_voice_webhook_conf_t *conf)
      */
 
     conf->allow_callers = NGX_CONF_UNSET_PTR;
+    conf->transfer_time_limit = NGX_CONF_UNSET;
 }
 
 
@@ -576,6 +691,11 @@ ngx_voice_webhook_merge_conf(ngx_conf_t *cf, ngx_voice_webhook_conf_t *prev,
     if (conf->fallback_say.data == NULL) {
         conf->fallback_say = prev->fallback_say;
     }
+
+    ngx_conf_merge_str_value(conf->action_path, prev->action_path, "");
+    ngx_conf_merge_str_value(conf->transfer_say, prev->transfer_say, "");
+    ngx_conf_merge_sec_value(conf->transfer_time_limit,
+                             prev->transfer_time_limit, 0);
 
     return NGX_CONF_OK;
 }
@@ -600,8 +720,9 @@ ngx_voice_webhook_init_conf(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
 
     if (ngx_voice_webhook_sig_prefixes(cf, conf, scf) != NGX_OK
         || ngx_voice_webhook_stream_base(cf, conf, scf) != NGX_OK
+        || ngx_voice_webhook_action_url(cf, conf, scf) != NGX_OK
         || ngx_voice_twiml_init(cf->pool, &conf->twiml, &conf->say,
-                                &conf->fallback_say)
+                                &conf->fallback_say, &conf->action_url)
            != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -687,6 +808,77 @@ ngx_voice_webhook_stream_base(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
     conf->stream_base.len = p - conf->stream_base.data;
 
     return NGX_OK;
+}
+
+
+/*
+ * The URL Twilio requests when <Connect> ends: the public URL and the
+ * path, so that its signature matches; a path alone (relative to the
+ * webhook's URL) when there is no public URL.
+ */
+static ngx_int_t
+ngx_voice_webhook_action_url(ngx_conf_t *cf, ngx_voice_webhook_conf_t *conf,
+    ngx_voice_signature_conf_t *scf)
+{
+    u_char  *p;
+
+    if (conf->action_path.len == 0 || scf->public_url.data == NULL) {
+        conf->action_url = conf->action_path;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(cf->pool, scf->public_url.len + conf->action_path.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->action_url.data = p;
+    p = ngx_cpymem(p, scf->public_url.data, scf->public_url.len);
+    p = ngx_cpymem(p, conf->action_path.data, conf->action_path.len);
+    conf->action_url.len = p - conf->action_url.data;
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_voice_webhook_set_action_url(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_voice_webhook_conf_t  *wcf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+
+    wcf = (ngx_voice_webhook_conf_t *) ((u_char *) conf + cmd->offset);
+
+    if (wcf->action_path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
+        if (*p <= 0x20 || *p >= 0x7f || *p == '?' || *p == '#'
+            || *p == '"' || *p == '<' || *p == '>')
+        {
+            break;
+        }
+    }
+
+    if (value[1].len == 0 || value[1].data[0] != '/'
+        || p != value[1].data + value[1].len)
+    {
+        /* log-safe: configuration text */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"voice_call_action_url\" \"%V\": a "
+                           "path such as /call-action expected", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    wcf->action_path = value[1];
+
+    return NGX_CONF_OK;
 }
 
 

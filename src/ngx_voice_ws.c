@@ -8,7 +8,11 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
+#include <ngx_sha1.h>
 #include "ngx_voice_ws.h"
+
+
+#define NGX_VOICE_WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 #define NGX_VOICE_UTF8_REJECT  0xffffffff
@@ -24,6 +28,11 @@ static void ngx_voice_ws_error(ngx_voice_ws_event_t *ev, ngx_uint_t code,
     const char *reason);
 static ngx_int_t ngx_voice_ws_close_code_valid(ngx_uint_t code);
 static void ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len);
+static ngx_int_t ngx_voice_ws_check_headers(u_char *p, u_char *end,
+    u_char *key, ngx_log_t *log);
+static ngx_int_t ngx_voice_ws_header_is(u_char *line, u_char *end,
+    const char *name, ngx_str_t *value);
+static ngx_uint_t ngx_voice_ws_has_token(ngx_str_t *list, const char *token);
 
 
 void
@@ -438,6 +447,203 @@ ngx_voice_ws_close_payload(u_char *dst, ngx_uint_t code, const char *reason)
     ngx_memcpy(dst + 2, reason, len);
 
     return 2 + len;
+}
+
+
+/*
+ * The server's answer to our handshake, [start, end) up to and with its
+ * empty line: NGX_OK; NGX_DECLINED: a status other than 101; NGX_ERROR.
+ */
+ngx_int_t
+ngx_voice_ws_parse_response(u_char *start, u_char *end, u_char *key,
+    ngx_log_t *log)
+{
+    ngx_int_t  status;
+
+    /* "HTTP/1.1 " three digits, then a space or the end of the line */
+    if (end - start < 14 || ngx_strncmp(start, "HTTP/1.1 ", 9) != 0
+        || (start[12] != ' ' && start[12] != '\r'))
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: OpenAI answered the WebSocket handshake "
+                      "with something that is not HTTP/1.1");
+        return NGX_ERROR;
+    }
+
+    status = ngx_atoi(start + 9, 3);
+
+    if (status != 101) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: OpenAI refused the WebSocket handshake "
+                      "with status %i", status);
+        return NGX_DECLINED;
+    }
+
+    return ngx_voice_ws_check_headers(start, end, key, log);
+}
+
+
+/* Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 4.2.2) */
+void
+ngx_voice_ws_accept(u_char *key, size_t len, u_char *accept)
+{
+    ngx_str_t   digest, out;
+    ngx_sha1_t  sha1;
+    u_char      hash[20];
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, key, len);
+    ngx_sha1_update(&sha1, NGX_VOICE_WS_GUID, sizeof(NGX_VOICE_WS_GUID) - 1);
+    ngx_sha1_final(hash, &sha1);
+
+    digest.data = hash;
+    digest.len = sizeof(hash);
+    out.data = accept;
+    ngx_encode_base64(&out, &digest);
+}
+
+
+/*
+ * Upgrade, Connection and the Sec-WebSocket-Accept our key asks for.
+ * Every line ends in CRLF (RFC 9112 2.2 lets a recipient accept a bare LF,
+ * but a WebSocket server that sends one is not one we know); values are
+ * compared without the whitespace around them (RFC 9110 5.5).
+ */
+static ngx_int_t
+ngx_voice_ws_check_headers(u_char *p, u_char *end, u_char *key,
+    ngx_log_t *log)
+{
+    u_char      *line, *eol;
+    ngx_str_t    value;
+    const char  *missing;
+    ngx_uint_t   upgrade, connection, accept;
+    u_char       expected[NGX_VOICE_WS_ACCEPT_LEN];
+
+    ngx_voice_ws_accept(key, NGX_VOICE_WS_KEY_LEN, expected);
+
+    upgrade = 0;
+    connection = 0;
+    accept = 0;
+
+    /* the status line's end; the caller found the empty line */
+    line = ngx_strlchr(p, end, '\n');
+
+    while (line && ++line < end) {
+        eol = ngx_strlchr(line, end, '\n');
+
+        if (eol == NULL || eol == line || eol[-1] != '\r') {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "voice: OpenAI WebSocket handshake has a header "
+                          "line not ended by CRLF");
+            return NGX_ERROR;
+        }
+
+        eol--;
+
+        if (ngx_voice_ws_header_is(line, eol, "Upgrade", &value)) {
+            upgrade = (value.len == 9
+                       && ngx_strncasecmp(value.data, (u_char *) "websocket",
+                                          9)
+                          == 0);
+
+        } else if (ngx_voice_ws_header_is(line, eol, "Connection", &value)) {
+            connection = ngx_voice_ws_has_token(&value, "upgrade");
+
+        } else if (ngx_voice_ws_header_is(line, eol, "Sec-WebSocket-Accept",
+                                          &value))
+        {
+            accept = (value.len == NGX_VOICE_WS_ACCEPT_LEN
+                      && ngx_memcmp(value.data, expected,
+                                    NGX_VOICE_WS_ACCEPT_LEN)
+                         == 0);
+        }
+
+        line = eol + 1;
+    }
+
+    missing = !accept ? "a wrong Sec-WebSocket-Accept"
+              : !upgrade ? "no Upgrade: websocket"
+              : !connection ? "no Connection: upgrade"
+              : NULL;
+
+    if (missing) {
+        /* log-safe: one of the constant strings above */
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "voice: OpenAI WebSocket handshake has %s", missing);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "Name: value" with the name compared case-insensitively, value trimmed */
+static ngx_int_t
+ngx_voice_ws_header_is(u_char *line, u_char *end, const char *name,
+    ngx_str_t *value)
+{
+    size_t   len;
+    u_char  *p;
+
+    len = ngx_strlen(name);
+
+    if ((size_t) (end - line) <= len || line[len] != ':'
+        || ngx_strncasecmp(line, (u_char *) name, len) != 0)
+    {
+        return 0;
+    }
+
+    for (p = line + len + 1; p < end && (*p == ' ' || *p == '\t'); p++) {
+        /* void */
+    }
+
+    while (end > p && (end[-1] == ' ' || end[-1] == '\t')) {
+        end--;
+    }
+
+    value->data = p;
+    value->len = end - p;
+
+    return 1;
+}
+
+
+/* a comma-separated list (RFC 9110 5.6.1) holds the token, any case */
+static ngx_uint_t
+ngx_voice_ws_has_token(ngx_str_t *list, const char *token)
+{
+    size_t   len;
+    u_char  *p, *last, *start, *stop;
+
+    len = ngx_strlen(token);
+    p = list->data;
+    last = p + list->len;
+
+    while (p < last) {
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        stop = p++;
+
+        while (start < stop && (*start == ' ' || *start == '\t')) {
+            start++;
+        }
+
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t')) {
+            stop--;
+        }
+
+        if ((size_t) (stop - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

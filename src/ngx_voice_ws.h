@@ -37,6 +37,10 @@
 #define NGX_VOICE_WS_CONTROL_MAX     125
 #define NGX_VOICE_WS_HEADER_MAX      14
 
+/* a Sec-WebSocket-Key (16 bytes) and a Sec-WebSocket-Accept, in base64 */
+#define NGX_VOICE_WS_KEY_LEN         24
+#define NGX_VOICE_WS_ACCEPT_LEN      28
+
 
 /* what one call of ngx_voice_ws_parse() found */
 typedef enum {
@@ -108,6 +112,17 @@ void ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask,
 
 /* whole UTF-8 text (RFC 3629) */
 ngx_int_t ngx_voice_utf8_valid(u_char *p, size_t len);
+
+/*
+ * The server's answer to a client handshake with "key", [start, end) up
+ * to and with its empty line: NGX_OK; NGX_DECLINED: a status other than
+ * 101; NGX_ERROR: not a valid 101 for that key.  Each failure is logged.
+ */
+ngx_int_t ngx_voice_ws_parse_response(u_char *start, u_char *end,
+    u_char *key, ngx_log_t *log);
+
+/* Sec-WebSocket-Accept (NGX_VOICE_WS_ACCEPT_LEN bytes) for a key */
+void ngx_voice_ws_accept(u_char *key, size_t len, u_char *accept);
 
 /* close payload: code (network order) then reason, at most 125 bytes */
 size_t ngx_voice_ws_close_payload(u_char *dst, ngx_uint_t code,

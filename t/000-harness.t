@@ -498,3 +498,70 @@ for my $re (qr/not ok \d+ - TEST 1: wrong status - status code ok/,
 }
 my $not_ok = () = $out =~ /^not ok/mg;
 is($not_ok, 9, 'exactly the wrong expectations fail') or diag $out;
+
+
+
+=== TEST 22: block preprocessors, block_defaults, extra sections and a runner (a generated .t)
+--- no_module
+--- perl_check
+my $t = <<'T';
+@use Test::Voice;
+@block_defaults(config => 'location /t { return 200 "default"; }',
+@               request => 'GET /t');
+@Test::Voice::add_block_sections('greeting');
+@add_block_preprocessor(sub {
+@    my $block = shift;
+@    return unless defined $block->greeting;
+@    $block->set_value(response_body => $block->greeting);
+@});
+@Test::Voice::add_block_runner(sub {
+@    my ($block, $name) = @_;
+@    return { runner_saw => $name };
+@});
+@run_tests();
+@__DATA__
+@=== TEST 1: the default config and request
+@--- no_module
+@--- response_body: default
+@=== TEST 2: a block's own config wins
+@--- no_module
+@--- config
+@location /t { return 200 "mine"; }
+@--- response_body: mine
+@=== TEST 3: an empty section is the block's own too
+@--- no_module
+@--- config
+@--- error_code: 404
+@=== TEST 4: a preprocessor turns a section of its own into expectations
+@--- no_module
+@--- config
+@location /t { return 200 "hi"; }
+@--- greeting: hi
+@=== TEST 5: the runner's result is perl_check's third argument
+@--- no_module
+@--- perl_check
+@is($_[2]{runner_saw}, 'TEST 5: the runner\'s result is perl_check\'s third argument', 'runner result');
+@=== TEST 6: a section nobody declared is still a typo
+@--- no_module
+@--- greting: hi
+T
+$t =~ s/^@//mg;
+my $dir = servroot() . '/meta2';
+mkdir $dir;
+open my $fh, '>', "$dir/meta.pl" or die $!;
+print $fh $t;
+close $fh;
+local $ENV{TEST_NGINX_SERVROOT} = "$dir/servroot";
+local $ENV{TEST_NGINX_PORT};
+delete $ENV{TEST_NGINX_PORT};
+my $out = `$^X -I$FindBin::Bin/lib $dir/meta.pl 2>&1`;
+for my $re (qr/^ok \d+ - TEST 1: .* - response_body - response is expected/m,
+            qr/\nok \d+ - TEST 2: .* - response_body - response is expected/,
+            qr/\nok \d+ - TEST 3: .* - status code ok/,
+            qr/\nok \d+ - TEST 4: .* - response_body - response is expected/,
+            qr/\nok \d+ - runner result/,
+            qr/not ok \d+ - TEST 6: .* - unknown section\(s\): greting/) {
+    like($out, $re, "reported: $re");
+}
+my $not_ok = () = $out =~ /^not ok/mg;
+is($not_ok, 1, 'only the typo fails') or diag $out;

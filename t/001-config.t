@@ -212,6 +212,7 @@ location /media-stream/ { voice_media_stream; }
 --- http_config
 voice_token_zone voice_tokens:1m;
 voice_twilio_auth_token 12345;
+voice_openai_api_key sk-test;
 --- config
 location /media-stream/ { voice_media_stream; }
 --- must_die
@@ -965,7 +966,11 @@ voice_public_url https://voice.example.com;
 --- config
 location /calls/ { voice_incoming_call; }
 location = /status { stub_status; }
-location = /media-stream { voice_media_stream; }
+location = /media-stream {
+    voice_media_stream;
+    voice_openai_api_key sk-test;
+    voice_openai_url wss://127.0.0.1:1/v1/realtime;
+}
 --- request eval
 ["POST /calls/incoming\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",
  "POST /calls/incoming\nCallSid=CA0123456789abcdef0123456789abcdef&From=%2B15551234567",

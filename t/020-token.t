@@ -10,6 +10,20 @@
 # the [error] line of that refused connect is the only [error] expected.
 use Test::Voice;
 
+# Unless a block says otherwise: a 1m token zone, OpenAI at a closed port,
+# voice_public_url https://voice.example.com, auth token 12345, and the
+# webhook and media stream locations.
+block_defaults(http_config => <<'HTTP', config => <<'CONF');
+voice_token_zone tokens:1m;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
+HTTP
+voice_public_url https://voice.example.com;
+voice_twilio_auth_token 12345;
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ { voice_media_stream; }
+CONF
+
 # --- helpers (run in package main, so perl_check code can call them) --------
 
 # (subs, not variables: perl_check code is compiled under `use strict`
@@ -96,23 +110,13 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: 1,000 webhooks mint 1,000 distinct 43-character URL-safe tokens
-# The same signed body every time: distinct tokens come from the random
+=== TEST 1: 1,000 calls mint 1,000 distinct 43-character URL-safe tokens
+# Calls with consecutive CallSids: distinct tokens come from the random
 # generator, not from the call's fields.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
-my $body = call_body(1);
-my $sig = sign_webhook($body);
 my (%seen, @bad, @failed);
 for my $i (1 .. 1000) {
-    my $r = webhook(body => $body, sig => $sig);
+    my $r = webhook(body => call_body($i));
     if (($r->{status} // 0) != 200 or !defined $r->{token}) {
         push @failed, "$i: " . ($r->{status} // $r->{error});
         next;
@@ -129,22 +133,14 @@ is(scalar @bad, 0, 'every token is 43 characters of [A-Za-z0-9_-]')
     or diag explain [@bad[0 .. ($#bad < 4 ? $#bad : 4)]];
 is(scalar keys %seen, 1000, '1,000 distinct tokens');
 is(scalar(lines_with_tokens(keys %seen)), 0, 'no minted token in error.log, debug level included');
-is(log_count(qr/\[info\] .*voice: incoming call CA0{31}1, stream token minted/), 1000,
+is(log_count(qr/\[info\] .*voice: incoming call CA[0-9a-f]{32}, stream token minted/), 1000,
    'one info line per minted token, naming the CallSid');
 --- no_error_log eval
-[qr/\[warn\].*voice: media stream upgrade rejected/, '[error]']
+[qr/\[warn\].*voice: media stream upgrade rejected/, '[error]', 'webhook repeated']
 
 
 
 === TEST 2: single use: the first upgrade gets 101, a replay 403 "already used"
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my $ws = consume($token);
@@ -164,39 +160,47 @@ is(log_count(qr/\[info\] .*voice: media stream accepted for call CA[0-9a-f]{32}/
 
 
 
-=== TEST 3: unknown and malformed tokens: 403 "unknown", no crash, valid tokens still work
-# Each path is signed correctly, so it is the token check that refuses it.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
+=== TEST 3: malformed paths are refused before any lookup, unknown tokens after it
+# Each path is signed correctly.  The path rule is one rule: the location's
+# prefix, a 43-character token, at most one trailing "/"; anything else is
+# 403 before the store is asked; a well-formed token the store does not
+# know is 403 "token unknown".  No refusal spends the real token.
 --- perl_check
 my $good = mint();
+my $slashed = mint();
 my @c = ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '-', '_');
 my $random = join '', map { $c[rand @c] } 1 .. 43;
-my %cases = (
-    'unknown 43 chars'       => "/media-stream/$random",
+my %malformed = (
     'too short'              => '/media-stream/abc',
     'one char short'         => '/media-stream/' . substr($good, 1),
     'one char long'          => "/media-stream/${good}A",
     'with a dot'             => '/media-stream/' . substr($good, 0, 20) . '.' . substr($good, 21),
     'empty last segment'     => '/media-stream/',
-    'the token plus a slash' => "/media-stream/$good/",
-    'a prefix of the token'  => '/media-stream/' . substr($good, 0, 42),
+    'two trailing slashes'   => "/media-stream/$good//",
+    'a segment after it'     => "/media-stream/$good/x",
+    'a segment before it'    => "/media-stream/x/$good",
+    'the token percent-encoded' => '/media-stream/%41' . substr($good, 1),
 );
-my $unknown = 0;
-for my $name (sort keys %cases) {
-    my $r = consume(undef, path => $cases{$name});
+my $rule = 0;
+for my $name (sort keys %malformed) {
+    my $r = consume(undef, path => $malformed{$name});
     is(status_of($r), 403, "$name: 403");
-    is(log_count(qr/\[warn\] .*voice: media stream upgrade rejected: token unknown/), ++$unknown,
-       "$name: a [warn] line says token unknown");
+    is(log_count(qr/\[warn\] .*voice: media stream upgrade rejected: the path is not the location's prefix followed by a token/),
+       ++$rule, "$name: a [warn] line names the path rule");
 }
+is(log_count(qr/token unknown/), 0, 'none of them reached the store');
+my $r = consume(undef, path => "/media-stream/$random");
+is(status_of($r), 403, 'an unknown well-formed token: 403');
+is(log_count(qr/\[warn\] .*voice: media stream upgrade rejected: token unknown/), 1,
+   'a [warn] line says token unknown');
+$r = consume(undef, path => "/media-stream/$random/");
+is(status_of($r), 403, 'the same with one trailing slash: 403 unknown too');
+is(log_count(qr/token unknown/), 2, 'and says so');
 my $ws = consume($good);
 is(status_of($ws), 101, 'the real token, untouched by all that, still gets 101');
+my $ws2 = consume(undef, path => "/media-stream/$slashed/");
+is(status_of($ws2), 101, 'a token with one trailing slash is the other accepted form: 101');
+is(log_count(qr/\[info\] .*voice: media stream accepted for call/), 2, 'both accepted streams logged');
 --- no_error_log eval
 [qr/\[error\](?!.* to OpenAI )/, 'token already used', 'token expired']
 
@@ -206,11 +210,7 @@ is(status_of($ws), 101, 'the real token, untouched by all that, still gets 101')
 --- http_config
 voice_token_zone tokens:1m ttl=1s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
+voice_openai_api_key sk-test-key;
 --- perl_check
 my $late = mint();
 my $prompt = mint();
@@ -233,9 +233,6 @@ is(status_of(consume($fresh)), 101, 'a token minted after that works');
 # The test fails unless both directions were seen, so it proves sharing.
 --- workers: 2
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
 voice_public_url https://voice.example.com;
@@ -291,17 +288,11 @@ ok($replay_checked, 'a replay reached the minting worker');
 --- http_config
 voice_token_zone tokens:32k ttl=60s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
+voice_openai_api_key sk-test-key;
 --- perl_check
-my $body = call_body(6);
-my $sig = sign_webhook($body);
 my (@tokens, $full, %other);
-for (1 .. 5000) {
-    my $r = webhook(body => $body, sig => $sig);
+for my $i (1 .. 5000) {
+    my $r = webhook(body => call_body(600000 + $i));
     if ($r->{status} == 200) { push @tokens, $r->{token}; next }
     if ($r->{status} == 503) { $full = $r; last }
     $other{$r->{status} // 'none'}++;
@@ -316,7 +307,12 @@ unlike($full->{body} // '', qr/<Stream/, 'the 503 carries no Stream URL');
 my $full_lines = log_count(qr/\[error\] .*voice: could not allocate token in voice_token_zone "tokens": zone is full/);
 ok($full_lines >= 1 && $full_lines <= 2, 'an [error] line says the zone is full (at most one a second)')
     or diag $full_lines;
-is(webhook(body => $body, sig => $sig)->{status}, 503, 'the next webhook: 503 again');
+is(webhook(body => call_body(699999))->{status}, 503, 'the next call: 503 again');
+# A call whose token is in the zone is still answered: its retry needs no
+# new room.
+my $first = webhook(body => call_body(600001));
+is($first->{status}, 200, 'a retry of the first call is still answered 200');
+is($first->{token}, $tokens[0], 'with its own token');
 # The tokens minted before are intact: first, middle and last all work once.
 for my $t (@tokens[0, $#tokens / 2, -1]) {
     is(status_of(consume($t)), 101, 'a token minted before the zone filled: 101');
@@ -332,18 +328,14 @@ is(log_count(qr/token already used/), 3, 'replays logged as already used');
 --- http_config
 voice_token_zone tokens:32k ttl=2s;
 voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
+voice_openai_api_key sk-test-key;
 --- perl_check
-my $body = call_body(7);
-my $sig = sign_webhook($body);
+# Signed ahead, so filling the zone takes well under the ttl.
+my @signed = map { my $b = call_body(700000 + $_); [$b, sign_webhook($b)] } 1 .. 1200;
 my ($n, $status) = (0, 200);
 my $t0 = Test::Voice::now();
-while ($status == 200 and $n < 5000) {
-    $status = webhook(body => $body, sig => $sig)->{status} // 'none';
+while ($status == 200 and $n < 600) {
+    $status = webhook(body => $signed[$n][0], sig => $signed[$n][1])->{status} // 'none';
     $n++ if $status == 200;
 }
 my $took = Test::Voice::now() - $t0;
@@ -354,8 +346,8 @@ my $token = mint();
 is(status_of(consume($token)), 101, 'after the ttl, a webhook succeeds again and its token works');
 my $m = 1;
 $status = 200;
-while ($status == 200 and $m < 5000) {
-    $status = webhook(body => $body, sig => $sig)->{status} // 'none';
+while ($status == 200 and $m < 600) {
+    $status = webhook(body => $signed[600 + $m][0], sig => $signed[600 + $m][1])->{status} // 'none';
     $m++ if $status == 200;
 }
 is($status, 503, 'filling the zone again ends in 503');
@@ -369,14 +361,6 @@ qr/\[error\] .*voice: could not allocate token in voice_token_zone "tokens": zon
 
 === TEST 8: tokens survive nginx -s reload (one worker)
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $kept = mint();
 my $used = mint();
@@ -395,9 +379,6 @@ reconfiguring
 === TEST 9: tokens survive a reload with two workers (reuseport)
 --- workers: 2
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
 voice_public_url https://voice.example.com;
@@ -433,9 +414,6 @@ reconfiguring
 # the consume is atomic under the zone's lock, so exactly one wins each time.
 --- workers: 2
 --- master_on
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 listen 127.0.0.1:$TEST_NGINX_SERVER_PORT reuseport;
 voice_public_url https://voice.example.com;
@@ -477,14 +455,6 @@ is(log_count(qr/\[warn\] .*token already used/), 140, 'the 140 losers logged as 
 # upgrade without a signature carries nginx's request context (request:
 # "GET /media-stream/TOKEN ..."), so a token that is still unspent, and is
 # accepted right after, is in the log at warn level.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my $r = ws_connect("/media-stream/$token");      # no signature

@@ -15,6 +15,20 @@
 use Test::Voice;
 use Protocol::WebSocket::Frame;
 
+# Unless a block says otherwise: a 1m token zone, OpenAI at a closed port,
+# voice_public_url https://voice.example.com, auth token 12345, and the
+# webhook and media stream locations.
+block_defaults(http_config => <<'HTTP', config => <<'CONF');
+voice_token_zone tokens:1m;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-test-key;
+HTTP
+voice_public_url https://voice.example.com;
+voice_twilio_auth_token 12345;
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ { voice_media_stream; }
+CONF
+
 # --- helpers (package main, so perl_check code can call them) ---------------
 
 sub AUTH_TOKEN ()  { '12345' }
@@ -240,14 +254,6 @@ run_tests();
 __DATA__
 
 === TEST 1: a good upgrade: 101, the RFC 6455 accept value, then close 1011
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my ($r) = exchange(upgrade(token => $token));
@@ -268,14 +274,6 @@ is($r->{status}, 403, 'the same request again: 403 (the token was used)');
 
 
 === TEST 2: the request checks (400/405/426/403), none of which spends the token
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $not_upgrade = qr/\[info\] .*voice: media stream request is not a WebSocket upgrade/;
 my $bad_key = qr/\[info\] .*voice: media stream upgrade has no valid Sec-WebSocket-Key/;
@@ -318,14 +316,6 @@ refused(name => 'HEAD', req => { method => 'HEAD' }, status => 405,
 
 
 === TEST 3: header variants a real client may send are accepted
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my %variants = (
     'Connection: keep-alive, Upgrade' => { Connection => 'keep-alive, Upgrade' },
@@ -353,14 +343,6 @@ qr/\[info\] .*voice: media stream accepted/
 === TEST 4: the checks run in the documented order
 # Each request fails two checks; the status and the log line show which
 # ran first.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my @order = (
     ['HTTP/1.0 before the method', { proto => 'HTTP/1.0', method => 'POST' }, 400, qr/needs HTTP\/1\.1/],
@@ -373,7 +355,9 @@ my @order = (
     ['the version before the query', { query => '?x=1', set => { 'Sec-WebSocket-Version' => '8' } },
      426, qr/unsupported Sec-WebSocket-Version/],
     ['the query before the signature', { query => '?x=1', no_sig => 1 }, 403, qr/query string/],
-    ['the signature before the token', { path => '/media-stream/unknown', no_sig => 1 },
+    ['the path rule before the signature', { path => '/media-stream/unknown', no_sig => 1 },
+     403, qr/not the location's prefix followed by a token/],
+    ['the signature before the token', { path => '/media-stream/' . ('u' x 43), no_sig => 1 },
      403, qr/no X-Twilio-Signature/],
 );
 for my $c (@order) {
@@ -391,9 +375,6 @@ for my $c (@order) {
 
 
 === TEST 5: a subrequest to the media stream location is refused (400), token kept
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
@@ -423,14 +404,6 @@ still_valid($token, 'after the subrequest');
 
 
 === TEST 6: the signature: what is refused (403, token kept) and what is accepted
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $mismatch = qr/\[warn\] .*voice: media stream upgrade rejected: X-Twilio-Signature does not match/;
 refused(name => 'no signature', req => { no_sig => 1 }, status => 403,
@@ -491,9 +464,6 @@ for my $v (['as is', ''], ['with :443', ':443']) {
 
 
 === TEST 7: voice_stream_url: the TwiML uses its host and the signature is over it
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
@@ -523,9 +493,6 @@ is_accepted($r, "signed over the voice_stream_url host");
 
 
 === TEST 8: voice_stream_url set once at server level serves both locations
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 voice_public_url https://voice.example.com;
 voice_stream_url wss://streams.example.com/media-stream;
@@ -544,9 +511,6 @@ is($r->{status}, 101, 'signed over its host (with :443 and a trailing /): 101');
 
 
 === TEST 8b: a port in voice_public_url is not part of the Stream URL or its signature
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 voice_public_url https://voice.example.com:8443;
 voice_twilio_auth_token 12345;
@@ -572,9 +536,6 @@ qr/\[warn\] .*X-Twilio-Signature does not match/
 
 
 === TEST 9: voice_signature off on the media location: no signature needed
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
 --- config
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
@@ -601,14 +562,6 @@ is($r->{status}, 403, 'the token is still single use');
 
 
 === TEST 10: the upgrade request in small packets, and pipelined behind refusals
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 # Packets of 7 bytes, so names, values and CRLFs are all cut somewhere.
 my $req = upgrade(token => mint());
@@ -647,14 +600,6 @@ is_accepted($r, 'the token refused with 426 is unspent');
 
 
 === TEST 11: bad input never crashes: 4xx, no [alert], nginx answers the next request
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my $encoded = join '', map { sprintf '%%%02X', ord } split //, $token;
@@ -693,14 +638,6 @@ still_valid($token, 'after all of that');
 === TEST 12: # BUG: a refused method (405) logs no line
 # README, voice_media_stream: "Each refusal logs one line saying which check
 # failed."  The 405 for POST/HEAD logs nothing (every other refusal does).
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my $token = mint();
 my $mark = log_mark();
@@ -716,14 +653,6 @@ is(scalar @lines, 1, 'one voice log line saying the method was refused') or diag
 === TEST 13: # BUG: the 426 has no "Upgrade: websocket" header
 # RFC 9110, 15.5.22: "The server MUST send an Upgrade header field in a 426
 # response to indicate the required protocol(s)."
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my ($r) = exchange(upgrade(token => mint(), set => { 'Sec-WebSocket-Version' => '8' }));
 is($r->{status}, 426, 'version 8: 426');
@@ -741,14 +670,6 @@ unsupported Sec-WebSocket-Version
 # 16 bytes in length"; otherwise the server "MUST stop processing the
 # client's handshake and return ... (such as 400 Bad Request)".  The module
 # checks only the length, answers 101 and so spends the token.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 for my $key ('!!!!!!!!!!!!!!!!!!!!!!==',       # not base64 at all
              'AAAAAAAAAAAAAAAAAAAAAAAA') {     # base64 of 18 bytes
@@ -767,14 +688,6 @@ for my $key ('!!!!!!!!!!!!!!!!!!!!!!==',       # not base64 at all
 # several field lines, which mean the same as one line joined with commas.
 # "Connection: keep-alive" + "Connection: Upgrade" is a valid upgrade; the
 # module reads only the first line and answers 400.
---- http_config
-voice_token_zone tokens:1m;
-voice_openai_url wss://127.0.0.1:1/v1/realtime;
---- config
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ { voice_media_stream; }
 --- perl_check
 my ($r) = exchange(upgrade(token => mint(), set => { Connection => 'keep-alive' },
                            add => ['Connection: Upgrade']));

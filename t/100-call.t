@@ -11,6 +11,13 @@
 #   - upgrades refused before any OpenAI connection (signature, token);
 #   - $voice_call_sid, $voice_stream_sid, $voice_close_reason;
 #   - 50 concurrent calls on two workers.
+#
+# Every block runs with the call defaults of voice_setup() (see
+# t/lib/Test/VoiceCall.pm): the token zone, the webhook location and the
+# media stream location talking to the fake; stream_config and
+# openai_query say what a block changes.  A block whose call is a script
+# (--- twilio_script) states what each side must see (--- expect_*); the
+# others drive their calls from perl_check.
 use Test::Voice;
 use FindBin ();
 
@@ -85,6 +92,22 @@ sub check_twilio_closed {
 # The standard start of a call.
 sub hello { ({ send => 'connected' }, { send => 'start' }) }
 
+# The fake's close came within a second of the Twilio side's (TESTs 2-4).
+sub at_once {
+    my ($ctx) = @_;
+    my $close = fake_close_of($ctx->{ev}, $ctx->{conn}) // {};
+    cmp_ok(($close->{t} // 1e15) - $ctx->{t}{close}{t}, '<', 1000,
+           'the OpenAI leg is closed at once');
+}
+
+# No OpenAI connection was made for this block's call (upgrade refused).
+sub no_connection {
+    my ($ctx) = @_;
+    Time::HiRes::sleep(0.3);
+    is(scalar(oa_event([fake_events($ctx->{pos})], 'connect')), 0,
+       'the fake OpenAI saw no connection');
+}
+
 run_tests();
 
 __DATA__
@@ -94,50 +117,31 @@ Audio sent before session.update (OpenAI answers the handshake with
 session.created only after 300 ms here) is queued, then sent right after
 session.update; then live audio and assistant deltas of every size
 (1 byte to 40000 bytes) both ways.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1&created_delay_ms=300;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- openai_query: &created_delay_ms=300
+--- twilio_script
+hello
+# before session.update
+media 20
+sleep 500
+media 30 interval=5
+ctl [{"deltas": {"n": 1, "bytes": 1}}, {"deltas": {"n": 1, "bytes": 2}}, {"deltas": {"n": 3, "bytes": 160}}, {"deltas": {"n": 2, "bytes": 8000}}, {"deltas": {"n": 1, "bytes": 40000}}]
+wait mark 8
+media 5 interval=20
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
+--- expect_openai_close: 1000
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [
-    hello(),
-    { send => 'media', count => 20 },                  # before session.update
-    { sleep => 500 },
-    { send => 'media', count => 30, interval_ms => 5 },
-    { ctl => [{ deltas => { n => 1, bytes => 1 } },
-              { deltas => { n => 1, bytes => 2 } },
-              { deltas => { n => 3, bytes => 160 } },
-              { deltas => { n => 2, bytes => 8000 } },
-              { deltas => { n => 1, bytes => 40000 } }] },
-    { wait => { event => 'mark' }, count => 8 },
-    { send => 'media', count => 5, interval_ms => 20 },
-    { send => 'stop' },
-    { wait_close => 3000 },
-]);
-driver_ok($t, 'call');
-my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-my $conn = check_byte_exact($t, \@ev, 'call');
-
-my @msgs = oa_msgs(\@ev, $conn);
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
+my $conn = check_byte_exact($t, $ev, 'call');
+my @msgs = oa_msgs($ev, $conn);
 is($msgs[0]{type}, 'session.update', 'session.update is the first message');
-my ($su) = grep { $_->{ev} eq 'message' && $_->{msg}{type} eq 'session.update' } @ev;
+my ($su) = grep { $_->{ev} eq 'message' && $_->{msg}{type} eq 'session.update' } @$ev;
 my @media = grep { ($_->{msg}{event} // '') eq 'media' } @{ $t->{sent} };
 cmp_ok($su->{t}, '>=', $media[19]{t},
        'the first 20 media were sent before session.update went out');
-is(scalar(oa_msgs_noctl(\@ev, $conn, 'input_audio_buffer.append')), 55,
+is(scalar(oa_msgs_noctl($ev, $conn, 'input_audio_buffer.append')), 55,
    'none of them lost');
-is($t->{close}{code}, 1000, 'Twilio stop: Twilio side closed with 1000');
-my ($close) = oa_event(\@ev, 'close', $conn);
-is($close->{code}, 1000, 'Twilio stop: OpenAI side closed with 1000');
 --- error_log eval
 [qr/\[info\] .*voice: session ready \d+ms after the upgrade/,
  qr/\[info\] .*voice: call ended, CallSid CA[0-9a-f]{32}, StreamSid MZ[0-9a-f]{32}, .*reason "Twilio stop"/]
@@ -147,109 +151,125 @@ is($close->{code}, 1000, 'Twilio stop: OpenAI side closed with 1000');
 
 
 
-=== TEST 2: Twilio stop, Twilio closing, or Twilio's TCP connection dropping, closes the OpenAI leg with 1000
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 2: Twilio stop closes the OpenAI leg with 1000, at once
+--- twilio_script
+hello
+media 3
+ctl {"deltas": {"n": 1, "bytes": 160}}
+wait mark
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
+--- expect_openai_close: 1000
 --- perl_check
-my %end = (stop => [{ send => 'stop' }, { wait_close => 3000 }],
-           close => [{ close => 1000, reason => 'bye' }, { wait_close => 3000 }],
-           drop => [{ terminate => 1 }]);
-for my $how ('stop', 'close', 'drop') {
-    my $pos = fake_pos();
-    my $t = twilio_call(steps => [
-        hello(), { send => 'media', count => 3 },
-        { ctl => [{ deltas => { n => 1, bytes => 160 } }] },
-        { wait => { event => 'mark' } },
-        @{ $end{$how} },
-    ]);
-    driver_ok($t, $how);
-    my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-    my $conn = conn_of(\@ev, (tw_sent_audio($t))[0]);
-    my ($close) = oa_event(\@ev, 'close', $conn);
-    is($close->{code}, 1000, "Twilio $how: OpenAI closed with 1000");
-    is($t->{close}{code}, $how eq 'drop' ? 1006 : 1000,
-       "Twilio $how: the Twilio side's close");
-    cmp_ok($close->{t} - $t->{close}{t}, '<', 1000, "Twilio $how: at once");
-}
+at_once($_[2]);
 --- error_log eval
-[qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/,
- qr/voice: call ended, CallSid CA\w+, .*reason "Twilio closed"/,
- qr/voice: call ended, CallSid CA\w+, .*reason "Twilio gone"/]
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
 [error]
 [warn]
 
 
 
-=== TEST 3: OpenAI closing the session, or dropping TCP, closes Twilio with 1011
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 3: Twilio closing the WebSocket closes the OpenAI leg with 1000, at once
+--- twilio_script
+hello
+media 3
+ctl {"deltas": {"n": 1, "bytes": 160}}
+wait mark
+close 1000 bye
+wait_close 3000
+--- expect_twilio_close: 1000
+--- expect_openai_close: 1000
 --- perl_check
-for my $how ([close => { close => 1000, reason => 'session over' }],
-             [close4000 => { close => 4000, reason => 'beta_api_shape_disabled' }],
-             [drop => { terminate => 1 }]) {
-    my ($name, $action) = @$how;
-    my $t = twilio_call(steps => [
-        hello(), { send => 'media', count => 2 },
-        { ctl => [$action] },
-        { wait_close => 3000 },
-    ]);
-    driver_ok($t, $name);
-    check_twilio_closed($t, 1011, "OpenAI $name");
-}
+at_once($_[2]);
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio closed"/
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 4: Twilio's TCP connection dropping closes the OpenAI leg with 1000, at once
+--- twilio_script
+hello
+media 3
+ctl {"deltas": {"n": 1, "bytes": 160}}
+wait mark
+terminate
+--- expect_twilio_close: 1006
+--- expect_openai_close: 1000
+--- perl_check
+at_once($_[2]);
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio gone"/
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 5: OpenAI closing the session with 1000 closes Twilio with 1011
+--- twilio_script
+hello
+media 2
+ctl {"close": 1000, "reason": "session over"}
+wait_close 3000
+--- expect_twilio_close: 1011 by server
 --- error_log eval
 [qr/\[error\] .*voice: OpenAI closed the session with 1000/,
- qr/\[error\] .*voice: OpenAI closed the session with 4000/,
- qr/\[error\] .*voice: OpenAI connection closed/,
- qr/voice: call ended, CallSid CA\w+, .*reason "OpenAI closed"/,
+ qr/voice: call ended, CallSid CA\w+, .*reason "OpenAI closed"/]
+--- no_error_log
+[warn]
+
+
+
+=== TEST 6: OpenAI closing the session with 4000 closes Twilio with 1011
+--- twilio_script
+hello
+media 2
+ctl {"close": 4000, "reason": "beta_api_shape_disabled"}
+wait_close 3000
+--- expect_twilio_close: 1011 by server
+--- error_log eval
+[qr/\[error\] .*voice: OpenAI closed the session with 4000/,
+ qr/voice: call ended, CallSid CA\w+, .*reason "OpenAI closed"/]
+--- no_error_log
+[warn]
+
+
+
+=== TEST 7: OpenAI dropping TCP closes Twilio with 1011
+--- twilio_script
+hello
+media 2
+ctl {"terminate": true}
+wait_close 3000
+--- expect_twilio_close: 1011 by server
+--- error_log eval
+[qr/\[error\] .*voice: OpenAI connection closed/,
  qr/voice: call ended, CallSid CA\w+, .*reason "OpenAI gone"/]
 --- no_error_log
 [warn]
 
 
 
-=== TEST 4: OpenAI refuses the handshake with 401: Twilio closed with 1011
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&status=401;
-    voice_openai_api_key sk-wrong-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 8: OpenAI refuses the handshake with 401: Twilio closed with 1011
+--- openai_query: &status=401
+--- stream_config
+voice_openai_api_key sk-wrong-key;
+--- twilio_call
+closed_ok
+--- twilio_script
+hello
+media 2
+wait_close 3000
+--- expect_twilio_close: 1011 by server
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [hello(), { send => 'media', count => 2 },
-                              { wait_close => 3000 }]);
-driver_ok($t, '401', closed_ok => 1);
-check_twilio_closed($t, 1011, '401');
-my @ev = fake_events($pos);
-is(scalar(oa_event(\@ev, 'connect')), 1, 'the fake saw the handshake');
-is(scalar(oa_event(\@ev, 'message')), 0, 'and no message');
+my $ev = $_[2]{ev};
+is(scalar(oa_event($ev, 'connect')), 1, 'the fake saw the handshake');
+is(scalar(oa_event($ev, 'message')), 0, 'and no message');
 --- error_log eval
 [qr/\[error\] .*voice: OpenAI refused the WebSocket handshake with status 401/,
  qr/voice: call ended, CallSid CA\w+, .*Twilio close 1011/]
@@ -258,26 +278,17 @@ is(scalar(oa_event(\@ev, 'message')), 0, 'and no message');
 
 
 
-=== TEST 5: a server certificate from another CA: TLS verification fails, 1011
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_BAD_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 9: a server certificate from another CA: TLS verification fails, 1011
+--- stream_config
+voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_BAD_PORT/v1/realtime?model=gpt-realtime;
+--- twilio_call
+closed_ok
+--- twilio_script
+hello
+wait_close 3000
+--- expect_twilio_close: 1011 by server
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [hello(), { wait_close => 3000 }]);
-driver_ok($t, 'verify', closed_ok => 1);
-check_twilio_closed($t, 1011, 'TLS verify failure');
-my @ev = fake_events($pos);
-is(scalar(oa_event(\@ev, 'connect')), 0,
+is(scalar(oa_event($_[2]{ev}, 'connect')), 0,
    'no WebSocket handshake was sent to the untrusted server');
 --- error_log eval
 [qr/\[error\] .*voice: OpenAI SSL certificate verify error: \(21:unable to verify the first certificate\)/,
@@ -287,32 +298,22 @@ is(scalar(oa_event(\@ev, 'connect')), 0,
 
 
 
-=== TEST 6: voice_ssl_verify off: the same server is accepted, the call works
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_BAD_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_ssl_verify off;
-}
+=== TEST 10: voice_ssl_verify off: the same server is accepted, the call works
+--- stream_config
+voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_BAD_PORT/v1/realtime?model=gpt-realtime&ctl=1;
+voice_ssl_verify off;
+--- twilio_script
+hello
+media 5
+ctl {"deltas": {"n": 2, "bytes": 800}}
+wait mark 2
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [
-    hello(), { send => 'media', count => 5 },
-    { ctl => [{ deltas => { n => 2, bytes => 800 } }] },
-    { wait => { event => 'mark' }, count => 2 },
-    { send => 'stop' }, { wait_close => 3000 }]);
-driver_ok($t, 'verify off');
-my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-ok(scalar(grep { $_->{fake} eq 'bad' } @ev), 'the other-CA server was used');
-check_byte_exact($t, \@ev, 'verify off');
-is($t->{close}{code}, 1000, 'closed normally');
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
+ok(scalar(grep { $_->{fake} eq 'bad' } @$ev), 'the other-CA server was used');
+check_byte_exact($t, $ev, 'verify off');
 --- error_log eval
 qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
@@ -321,23 +322,15 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 
-=== TEST 7: nothing listens on the OpenAI port: connect refused, 1011
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_CLOSED_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
---- perl_check
-my $t = twilio_call(steps => [hello(), { wait_close => 3000 }]);
-driver_ok($t, 'refused', closed_ok => 1);
-check_twilio_closed($t, 1011, 'connect refused');
+=== TEST 11: nothing listens on the OpenAI port: connect refused, 1011
+--- stream_config
+voice_openai_url wss://127.0.0.1:$TEST_NGINX_CLOSED_PORT/v1/realtime?model=gpt-realtime;
+--- twilio_call
+closed_ok
+--- twilio_script
+hello
+wait_close 3000
+--- expect_twilio_close: 1011 by server
 --- error_log eval
 [qr/\[error\] .*voice: connect\(\) to OpenAI at 127\.0\.0\.1:$ENV{TEST_NGINX_CLOSED_PORT}\S* failed \(111: Connection refused\)/,
  qr/voice: call ended, CallSid CA\w+, .*Twilio close 1011/]
@@ -346,28 +339,20 @@ check_twilio_closed($t, 1011, 'connect refused');
 
 
 
-=== TEST 8: the OpenAI host name does not resolve: 1011
+=== TEST 12: the OpenAI host name does not resolve: 1011
 nginx's resolver at a port where nothing answers; resolver_timeout 1s.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    resolver 127.0.0.1:1 ipv6=off;
-    resolver_timeout 1s;
-    voice_openai_url wss://openai.test:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- stream_config
+resolver 127.0.0.1:1 ipv6=off;
+resolver_timeout 1s;
+voice_openai_url wss://openai.test:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
+--- twilio_call
+closed_ok
+--- twilio_script
+hello
+wait_close 4000
+--- expect_twilio_close: 1011 by server
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [hello(), { wait_close => 4000 }]);
-driver_ok($t, 'dns', closed_ok => 1);
-check_twilio_closed($t, 1011, 'DNS failure');
-is(scalar(oa_event([fake_events($pos)], 'connect')), 0, 'no connection');
+is(scalar(oa_event($_[2]{ev}, 'connect')), 0, 'no connection');
 --- error_log eval
 [qr/\[error\] .*voice: openai\.test could not be resolved/,
  qr/voice: call ended, CallSid CA\w+, .*Twilio close 1011/]
@@ -376,25 +361,19 @@ is(scalar(oa_event([fake_events($pos)], 'connect')), 0, 'no connection');
 
 
 
-=== TEST 9: the OpenAI handshake never completes: 1011 after voice_connect_timeout
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&hang=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_connect_timeout 1s;
-}
+=== TEST 13: the OpenAI handshake never completes: 1011 after voice_connect_timeout
+--- openai_query: &hang=1
+--- stream_config
+voice_connect_timeout 1s;
+--- twilio_call
+closed_ok
+--- twilio_script
+hello
+media 3
+wait_close 4000
+--- expect_twilio_close: 1011 by server
 --- perl_check
-my $t = twilio_call(steps => [hello(), { send => 'media', count => 3 },
-                              { wait_close => 4000 }]);
-driver_ok($t, 'hang', closed_ok => 1);
-check_twilio_closed($t, 1011, 'handshake timeout');
+my $t = $_[2]{t};
 my ($start) = grep { $_->{msg}{event} eq 'start' } @{ $t->{sent} };
 my $after = $t->{close}{t} - $start->{t};
 ok($after > 800 && $after < 2500, "closed after about 1 s ($after ms)");
@@ -406,34 +385,22 @@ ok($after > 800 && $after < 2500, "closed after about 1 s ($after ms)");
 
 
 
-=== TEST 10: start with another CallSid than the token's: 1008, nothing sent to OpenAI
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 14: start with another CallSid than the token's: 1008, nothing sent to OpenAI
+--- twilio_call
+closed_ok
+--- twilio_script
+connected
+start call_sid=CA00000000000000000000000000000000
+media 3
+wait_close 3000
+--- expect_twilio_close: 1008 by server
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [
-    { send => 'connected' },
-    { send => 'start', call_sid => 'CA' . ('0' x 32) },
-    { send => 'media', count => 3 },
-    { wait_close => 3000 }]);
-driver_ok($t, 'mismatch', closed_ok => 1);
-check_twilio_closed($t, 1008, 'CallSid mismatch');
-my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ }, 1);
-is(scalar(oa_event(\@ev, 'message')), 0,
+my $ev = $_[2]{ev};
+is(scalar(oa_event($ev, 'message')), 0,
    'OpenAI got no session.update and no audio');
 # the OpenAI leg may still have been in its TLS handshake: then the fake
 # saw no WebSocket at all; if it did, it saw it closed
-is(scalar(oa_event(\@ev, 'close')), scalar(oa_event(\@ev, 'connect')),
+is(scalar(oa_event($ev, 'close')), scalar(oa_event($ev, 'connect')),
    'the OpenAI leg, if open, was closed');
 --- error_log eval
 [qr/\[warn\] .*voice: Twilio start callSid does not match/,
@@ -443,36 +410,17 @@ is(scalar(oa_event(\@ev, 'close')), scalar(oa_event(\@ev, 'connect')),
 
 
 
-=== TEST 11: start with another mediaFormat: 1008
-encoding, sampleRate and channels, one call each.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 15: start with another mediaFormat encoding (audio/x-alaw): 1008
+--- twilio_call
+closed_ok
+--- twilio_script
+connected
+start media_format={"encoding":"audio/x-alaw","sampleRate":8000,"channels":1}
+media 2
+wait_close 3000
+--- expect_twilio_close: 1008 by server
 --- perl_check
-my $pos = fake_pos();
-my @formats = (
-    { encoding => 'audio/x-alaw', sampleRate => 8000, channels => 1 },
-    { encoding => 'audio/x-mulaw', sampleRate => 16000, channels => 1 },
-    { encoding => 'audio/x-mulaw', sampleRate => 8000, channels => 2 },
-);
-my @t = twilio_calls([map { { steps => [
-    { send => 'connected' }, { send => 'start', media_format => $_ },
-    { send => 'media', count => 2 }, { wait_close => 3000 }] } } @formats]);
-for my $i (0 .. $#t) {
-    driver_ok($t[$i], "format $i", closed_ok => 1);
-    check_twilio_closed($t[$i], 1008, "mediaFormat $i");
-}
-my @ev = fake_wait($pos, sub { 3 == grep { $_->{ev} eq 'close' } @_ }, 1);
-is(scalar(oa_event(\@ev, 'message')), 0, 'OpenAI got nothing');
+is(scalar(oa_event($_[2]{ev}, 'message')), 0, 'OpenAI got nothing');
 --- error_log eval
 [qr/voice: Twilio start has an unsupported mediaFormat/,
  qr/voice: call ended, CallSid CA\w+, .*Twilio close 1008/]
@@ -481,30 +429,52 @@ is(scalar(oa_event(\@ev, 'message')), 0, 'OpenAI got nothing');
 
 
 
-=== TEST 12: a bad or missing signature on the upgrade: 403, no OpenAI connection
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 16: start with another mediaFormat sampleRate (16000): 1008
+--- twilio_call
+closed_ok
+--- twilio_script
+connected
+start media_format={"encoding":"audio/x-mulaw","sampleRate":16000,"channels":1}
+media 2
+wait_close 3000
+--- expect_twilio_close: 1008 by server
 --- perl_check
-my $pos = fake_pos();
-my @t = twilio_calls([
-    { signature => 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=', steps => [hello()] },
-    { no_signature => 1, steps => [hello()] },
-    { sign_host => 'evil.example.com', steps => [hello()] },
-]);
-is($_->{upgrade_status}, 403, 'refused with 403') for @t;
-Time::HiRes::sleep(0.3);
-is(scalar(oa_event([fake_events($pos)], 'connect')), 0,
-   'the fake OpenAI saw no connection');
+is(scalar(oa_event($_[2]{ev}, 'message')), 0, 'OpenAI got nothing');
+--- error_log eval
+[qr/voice: Twilio start has an unsupported mediaFormat/,
+ qr/voice: call ended, CallSid CA\w+, .*Twilio close 1008/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 17: start with another mediaFormat channels (2): 1008
+--- twilio_call
+closed_ok
+--- twilio_script
+connected
+start media_format={"encoding":"audio/x-mulaw","sampleRate":8000,"channels":2}
+media 2
+wait_close 3000
+--- expect_twilio_close: 1008 by server
+--- perl_check
+is(scalar(oa_event($_[2]{ev}, 'message')), 0, 'OpenAI got nothing');
+--- error_log eval
+[qr/voice: Twilio start has an unsupported mediaFormat/,
+ qr/voice: call ended, CallSid CA\w+, .*Twilio close 1008/]
+--- no_error_log
+[error]
+
+
+
+=== TEST 18: a bad signature on the upgrade: 403, no OpenAI connection
+--- twilio_call
+signature: AAAAAAAAAAAAAAAAAAAAAAAAAAA=
+--- twilio_script
+hello
+--- expect_upgrade: 403
+--- perl_check
+no_connection($_[2]);
 --- error_log eval
 qr/\[warn\] .*signature/i
 --- no_error_log eval
@@ -512,19 +482,37 @@ qr/\[warn\] .*signature/i
 
 
 
-=== TEST 13: a token used twice: the second upgrade gets 403, no second OpenAI connection
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 19: no signature on the upgrade: 403, no OpenAI connection
+--- twilio_call
+no_signature
+--- twilio_script
+hello
+--- expect_upgrade: 403
+--- perl_check
+no_connection($_[2]);
+--- error_log eval
+qr/\[warn\] .*signature/i
+--- no_error_log eval
+[qr/\[error\]/, qr/voice: call ended/]
+
+
+
+=== TEST 20: an upgrade signed for another host: 403, no OpenAI connection
+--- twilio_call
+sign_host: evil.example.com
+--- twilio_script
+hello
+--- expect_upgrade: 403
+--- perl_check
+no_connection($_[2]);
+--- error_log eval
+qr/\[warn\] .*signature/i
+--- no_error_log eval
+[qr/\[error\]/, qr/voice: call ended/]
+
+
+
+=== TEST 21: a token used twice: the second upgrade gets 403, no second OpenAI connection
 --- perl_check
 my $pos = fake_pos();
 my $t1 = twilio_call(steps => [hello(),
@@ -546,27 +534,19 @@ is(scalar(oa_event([fake_events($pos)], 'connect')), 1,
 
 
 
-=== TEST 14: an expired token: 403, no OpenAI connection
+=== TEST 22: an expired token: 403, no OpenAI connection
 --- http_config
 voice_token_zone tokens:1m ttl=1s;
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- twilio_call
+upgrade_delay_ms: 1600
+--- twilio_script
+hello
+--- expect_upgrade: 403
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(upgrade_delay_ms => 1600, steps => [hello()]);
-is($t->{webhook_status}, 200, 'minted');
-is($t->{upgrade_status}, 403, 'used after its ttl: 403');
-Time::HiRes::sleep(0.3);
-is(scalar(oa_event([fake_events($pos)], 'connect')), 0,
-   'the fake OpenAI saw no connection');
+is($_[2]{t}{webhook_status}, 200, 'minted');
+no_connection($_[2]);
 --- error_log eval
 qr/\[warn\] .*token/i
 --- no_error_log eval
@@ -574,21 +554,14 @@ qr/\[warn\] .*token/i
 
 
 
-=== TEST 15: $voice_call_sid, $voice_stream_sid, $voice_close_reason in an access log
+=== TEST 23: $voice_call_sid, $voice_stream_sid, $voice_close_reason in an access log
 --- http_config
 voice_token_zone tokens:1m;
 voice_public_url https://voice.example.com;
 voice_twilio_auth_token 12345;
 log_format voice 'call=$voice_call_sid stream=$voice_stream_sid reason="$voice_close_reason" status=$status';
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    access_log logs/voice.log voice;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- stream_config
+access_log logs/voice.log voice;
 --- perl_check
 my @t = (
     twilio_call(steps => [hello(), { send => 'stop' }, { wait_close => 3000 }]),
@@ -619,20 +592,8 @@ qr/voice: call ended/
 
 
 
-=== TEST 16: 50 concurrent calls on two workers, all byte-exact
+=== TEST 24: 50 concurrent calls on two workers, all byte-exact
 --- workers: 2
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
 --- timeout: 60
 --- perl_check
 my $pos = fake_pos();
@@ -678,31 +639,22 @@ note 'calls per worker: ' . join ', ', map { my $p = $_; "$p: " . grep { $_ == $
 
 
 
-=== TEST 17: at most 2 s of early audio is queued; the oldest is dropped and counted
+=== TEST 25: at most 2 s of early audio is queued; the oldest is dropped and counted
 OpenAI's session.created comes 2.5 s late; the caller sends 150 frames
 (3 s) at once meanwhile.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1&created_delay_ms=2500;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- openai_query: &created_delay_ms=2500
+--- twilio_script
+hello
+media 150
+# queued too, the newest
+ctl {"deltas": {"n": 1}}
+wait mark timeout=8000
+stop
+wait_close 3000
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [hello(), { send => 'media', count => 150 },
-    { ctl => [{ deltas => { n => 1 } }] },      # queued too, the newest
-    { wait => { event => 'mark' }, timeout_ms => 8000 },
-    { send => 'stop' }, { wait_close => 3000 }]);
-driver_ok($t, 'queue');
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
 my @sent = tw_sent_audio($t);
-my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-my @got = map { $_->{audio} } oa_msgs_noctl(\@ev, undef, 'input_audio_buffer.append');
+my @got = map { $_->{audio} } oa_msgs_noctl($ev, undef, 'input_audio_buffer.append');
 my $n = @got;
 ok($n >= 90 && $n <= 100, "about 2 s of 20 ms frames kept ($n)");
 ok("@got" eq "@sent[150 - $n .. 149]", 'the newest ones, in order');
@@ -718,38 +670,24 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 
-=== TEST 18: keys in any order: OpenAI's delta before its response_id and item_id
+=== TEST 26: keys in any order: OpenAI's delta before its response_id and item_id
 JSON objects are unordered; the relay parses them as they stream, so a
 value that comes before the keys telling what it is must be kept aside.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+(Failed before 1240493: the call ended, OpenAI got 1007, Twilio 1011,
+"voice: OpenAI sent a message that is not one JSON object" was logged:
+the deferred copy had no scratch buffer.)
+--- twilio_script
+hello
+ctl [{"deltas": {"n": 2, "bytes": 160, "order": "delta_first"}}, {"deltas": {"n": 1, "bytes": 160}}]
+wait mark 3
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
 --- perl_check
-# (Failed before 1240493: the call ended, OpenAI got 1007, Twilio 1011,
-# "voice: OpenAI sent a message that is not one JSON object" was logged:
-# the deferred copy had no scratch buffer.)
-my $pos = fake_pos();
-my $t = twilio_call(steps => [
-    hello(),
-    { ctl => [{ deltas => { n => 2, bytes => 160, order => 'delta_first' } },
-              { deltas => { n => 1, bytes => 160 } }] },
-    { wait => { event => 'mark' }, count => 3 },
-    { send => 'stop' }, { wait_close => 3000 }]);
-driver_ok($t, 'OpenAI key order');
-my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-my @deltas = map { $_->{delta} } oa_sent(\@ev, undef, 'response.output_audio.delta');
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
+my @deltas = map { $_->{delta} } oa_sent($ev, undef, 'response.output_audio.delta');
 my @media = map { $_->{media}{payload} } tw_recv($t, 'media');
 is_deeply(\@media, \@deltas, 'OpenAI delta before its ids relayed in order');
-is($t->{close}{code}, 1000, 'the call ends normally');
 --- error_log eval
 qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
@@ -758,38 +696,25 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 
-=== TEST 19: keys in any order: Twilio's media payload before "event"
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+=== TEST 27: keys in any order: Twilio's media payload before "event"
+(Failed before 1240493 with 1007 "invalid JSON", "voice: Twilio sent a
+message that is not JSON": the same missing scratch buffer.)
+--- twilio_script
+hello
+ctl {"deltas": {"n": 1}}
+wait mark
+media
+raw {"media":{"payload":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2enw==","track":"inbound","chunk":"2","timestamp":"20"},"event":"media","sequenceNumber":"3","streamSid":"$STREAM_SID"}
+media
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
 --- perl_check
-# (Failed before 1240493 with 1007 "invalid JSON", "voice: Twilio sent a
-# message that is not JSON": the same missing scratch buffer.)
-my $pos = fake_pos();
-my $payload = MIME::Base64::encode_base64(join('', map { chr int rand 256 } 1 .. 160), '');
-my $t = twilio_call(steps => [
-    hello(),
-    { ctl => [{ deltas => { n => 1 } }] }, { wait => { event => 'mark' } },
-    { send => 'media', count => 1 },
-    { send => 'raw', text => qq({"media":{"payload":"$payload","track":"inbound","chunk":"2","timestamp":"20"},"event":"media","sequenceNumber":"3","streamSid":"\$STREAM_SID"}) },
-    { send => 'media', count => 1 },
-    { send => 'stop' }, { wait_close => 3000 }]);
-driver_ok($t, 'Twilio key order');
-my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-my @got = map { $_->{audio} } oa_msgs_noctl(\@ev, undef, 'input_audio_buffer.append');
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
+my @got = map { $_->{audio} } oa_msgs_noctl($ev, undef, 'input_audio_buffer.append');
 my @sent = tw_sent_audio($t);
-is_deeply(\@got, [$sent[0], $payload, $sent[1]],
+is_deeply(\@got, [$sent[0], 'AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6PkJGSk5SVlpeYmZqbnJ2enw==', $sent[1]],
           'Twilio payload before "event" relayed in order');
-is($t->{close}{code}, 1000, 'the call ends normally');
 --- error_log eval
 qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
@@ -799,28 +724,18 @@ Twilio sent a message that is not JSON
 
 
 
-=== TEST 20: host name verification: voice_ssl_name must be in the certificate
+=== TEST 28: host name verification: voice_ssl_name must be in the certificate
 The certificate has IP:127.0.0.1, DNS:localhost and DNS:openai.test.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_ssl_name api.openai.com;
-}
+--- stream_config
+voice_ssl_name api.openai.com;
+--- twilio_call
+closed_ok
+--- twilio_script
+hello
+wait_close 3000
+--- expect_twilio_close: 1011 by server
 --- perl_check
-my $pos = fake_pos();
-my $t = twilio_call(steps => [hello(), { wait_close => 3000 }]);
-driver_ok($t, 'wrong name', closed_ok => 1);
-check_twilio_closed($t, 1011, 'a name the certificate does not have');
-is(scalar(oa_event([fake_events($pos)], 'connect')), 0,
-   'no WebSocket handshake was sent');
+is(scalar(oa_event($_[2]{ev}, 'connect')), 0, 'no WebSocket handshake was sent');
 --- error_log eval
 [qr/\[error\] .*voice: OpenAI SSL certificate does not match "api\.openai\.com"/,
  qr/voice: call ended, CallSid CA\w+, .*Twilio close 1011/]
@@ -829,20 +744,11 @@ is(scalar(oa_event([fake_events($pos)], 'connect')), 0,
 
 
 
-=== TEST 21: voice_ssl_name openai.test: SNI sent, name verified, the call works
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_ssl_name openai.test;
-}
+=== TEST 29: voice_ssl_name openai.test: SNI sent, name verified, the call works
+And with an IP literal and no voice_ssl_name, no SNI (RFC 6066).
+--- master_on
+--- stream_config
+voice_ssl_name openai.test;
 --- perl_check
 my $pos = fake_pos();
 my $t = twilio_call(steps => [hello(), { send => 'media', count => 3 },
@@ -855,7 +761,6 @@ is($c->{sni}, 'openai.test', 'SNI is voice_ssl_name');
 is(scalar(oa_msgs_noctl(\@ev, undef, 'input_audio_buffer.append')), 3, 'audio relayed');
 is($t->{close}{code}, 1000, 'closed normally');
 
-# and with an IP literal and no voice_ssl_name, no SNI (RFC 6066)
 $pos = fake_pos();
 ok(nginx_reload(config => <<'CONF'), 'reloaded without voice_ssl_name');
 location = /incoming-call { voice_incoming_call; }
@@ -871,7 +776,6 @@ $t = twilio_call(steps => [hello(), { send => 'stop' }, { wait_close => 3000 }])
 ($c) = oa_event(\@ev, 'connect');
 is($c->{sni}, undef, 'no SNI for an IP literal');
 is($t->{close}{code}, 1000, 'IP SAN verified, closed normally');
---- master_on
 --- error_log eval
 qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- no_error_log
@@ -880,32 +784,119 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 
-=== TEST 22: a dropped event larger than voice_max_message_size, then audio
+=== TEST 30: a dropped event larger than voice_max_message_size, then audio
 The relay stops parsing the big event and takes the next one with a fresh
 parser: the delta that follows still reaches Twilio.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
---- perl_check
-my $t = twilio_call(steps => [
-    { send => 'connected' }, { send => 'start' }, { send => 'media', count => 2 },
-    { ctl => [{ big => 200000 },
-              { sleep => 200 },
-              { deltas => { n => 1, bytes => 160 } }] },
-    { wait => { event => 'mark' } },
-    { send => 'stop' }, { wait_close => 3000 },
-]);
-my @m = tw_recv($t, 'media');
-is(scalar @m, 1, 'the delta after the dropped event reached Twilio');
-is($t->{close}{code}, 1000, 'closed normally') or diag explain $t->{close};
+--- twilio_script
+hello
+media 2
+ctl [{"big": 200000}, {"sleep": 200}, {"deltas": {"n": 1, "bytes": 160}}]
+wait mark
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
+--- expect_twilio
+media: 1
 --- no_error_log
 [error]
+
+
+
+=== TEST 31: an ECDSA (P-256) server certificate from the test CA: the call works
+--- stream_config
+voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_EC_PORT/v1/realtime?model=gpt-realtime&ctl=1;
+--- twilio_script
+hello
+media 5
+ctl {"deltas": {"n": 2, "bytes": 800}}
+wait mark 2
+stop
+wait_close 3000
+--- expect_twilio_close: 1000
+--- expect_openai_close: 1000
+--- perl_check
+my ($t, $ev) = @{ $_[2] }{qw(t ev)};
+ok(scalar(grep { $_->{fake} eq 'ec' } @$ev), 'the ECDSA server was used');
+check_byte_exact($t, $ev, 'ECDSA');
+--- error_log eval
+qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 32: wrong call expectations fail, each naming what was wrong (a generated .t)
+--- timeout: 60
+--- perl_check
+# Lines of the generated file start with "@" here so that this file's own
+# parser does not take them for blocks or sections.
+my $t = <<'T';
+@use Test::Voice;
+@use Test::VoiceCall;
+@voice_setup();
+@run_tests();
+@__DATA__
+@=== TEST 1: wrong expectations of a call
+@--- twilio_script
+@setup
+@stop
+@wait_close 3000
+@--- expect_twilio_close: 1011 by client
+@--- expect_openai_close: 1006
+@--- expect_twilio
+@media: 3
+@--- expect_openai
+@session.update
+@response.create
+@=== TEST 2: a refused upgrade taken for a good one
+@--- twilio_call
+@no_signature
+@--- twilio_script
+@hello
+@--- expect_upgrade: 101
+@=== TEST 3: a script step that fails
+@--- twilio_script
+@hello
+@wait mark timeout=300
+@=== TEST 4: a step that does not exist
+@--- twilio_script
+@hullo
+@=== TEST 5: this one passes
+@--- twilio_script
+@setup
+@stop
+@wait_close 3000
+@--- expect_twilio_close: 1000 by server
+@--- expect_openai_close: 1000
+@--- expect_twilio
+@messages: 0
+@--- expect_openai
+@session.update
+T
+$t =~ s/^@//mg;
+my $dir = servroot() . '/meta';
+mkdir $dir;
+open my $fh, '>', "$dir/meta.pl" or die $!;    # not *.t: prove -r t/ runs those
+print $fh $t;
+close $fh;
+local $ENV{TEST_NGINX_SERVROOT} = "$dir/servroot";
+local $ENV{TEST_NGINX_PORT};
+delete $ENV{TEST_NGINX_PORT};
+my $out = `$^X -I$FindBin::Bin/lib $dir/meta.pl 2>&1`;
+isnt($?, 0, 'the generated test file fails');
+for my $re (qr/not ok \d+ - TEST 1: .* - the Twilio side got close 1011/,
+            qr/not ok \d+ - TEST 1: .* - closed by the client/,
+            qr/not ok \d+ - TEST 1: .* - the Twilio side got 3 media/,
+            qr/not ok \d+ - TEST 1: .* - what OpenAI got/,
+            qr/not ok \d+ - TEST 1: .* - the OpenAI side got close 1006/,
+            qr/not ok \d+ - TEST 2: .* - upgrade answered 101/,
+            qr/not ok \d+ - TEST 3: .* - the Twilio side ran its script/,
+            qr/got 0 of 1 matching messages/,
+            qr/not ok \d+ - TEST 4: .* - block runner died/,
+            qr/twilio_script: unknown step: 'hullo'/,
+            qr/\nok \d+ - TEST 5: .* - what OpenAI got/) {
+    like($out, $re, "reported: $re");
+}
+my $not_ok = () = $out =~ /^not ok/mg;
+is($not_ok, 8, 'exactly the wrong expectations fail') or diag $out;

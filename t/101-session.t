@@ -32,25 +32,25 @@ $ENV{TEST_NGINX_MCP_FILE} = write_file('mcp.txt', "Bearer mcp-file-SECRET-4\n");
 
 # --- helpers (package main: perl_check code calls them) ----------------------
 
-sub hello { ({ send => 'connected' }, { send => 'start' }) }
+# The default call of every block (--- twilio_script): it lives until
+# OpenAI has been sent session.update (a delta has come back through it),
+# then stops.
+block_defaults(twilio_script => <<'S');
+hello
+ctl {"deltas": {"n": 1}}
+wait mark
+stop
+wait_close 3000
+S
 
-# A call that lives until OpenAI has been sent session.update (a delta has
-# come back through it), then stops.  Returns the transcript, the events
-# of the fake for the call's connection, and the messages OpenAI got.
-sub session_call {
-    my (%o) = @_;
-    my $pos = fake_pos();
-    my $t = twilio_call(%{ $o{call} // {} }, steps => $o{steps} // [
-        hello(),
-        { ctl => [{ deltas => { n => 1 } }] }, { wait => { event => 'mark' } },
-        { send => 'stop' }, { wait_close => 3000 }]);
-    my @e = tw_errors($t);
-    ok(!@e, 'the Twilio side ran its steps') or diag join "\n", @e;
-    my @ev = fake_wait($pos, sub { grep { $_->{ev} eq 'close' } @_ });
-    my ($c) = oa_event(\@ev, 'connect');
+# From perl_check's $_[2]: the transcript, the events of the fake for the
+# call's connection, and the messages OpenAI got.
+sub session_of {
+    my ($ctx) = @_;
+    my ($c) = oa_event($ctx->{ev}, 'connect');
     my $conn = $c ? $c->{conn} : -1;
-    my @mine = grep { ($_->{conn} // 0) == $conn } @ev;
-    return ($t, \@mine, [oa_msgs_noctl(\@mine, $conn)]);
+    my @mine = grep { ($_->{conn} // 0) == $conn } @{ $ctx->{ev} };
+    return ($ctx->{t}, \@mine, [oa_msgs_noctl(\@mine, $conn)]);
 }
 
 sub session_update {
@@ -80,24 +80,16 @@ run_tests();
 __DATA__
 
 === TEST 1: the handshake and the default session.update, field by field
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- twilio_script
+hello
+media 3
+ctl {"deltas": {"n": 1}}
+wait mark
+media 3
+stop
+wait_close 3000
 --- perl_check
-my ($t, $ev, $msgs) = session_call(steps => [
-    hello(), { send => 'media', count => 3 },
-    { ctl => [{ deltas => { n => 1 } }] }, { wait => { event => 'mark' } },
-    { send => 'media', count => 3 },
-    { send => 'stop' }, { wait_close => 3000 }]);
+my ($t, $ev, $msgs) = session_of($_[2]);
 my ($c) = oa_event($ev, 'connect');
 my $h = $c->{headers};
 is($c->{url}, '/v1/realtime?model=gpt-realtime&ctl=1', 'the configured path and query');
@@ -139,22 +131,11 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 === TEST 2: voice, and instructions with quotes, escapes and Unicode in nginx.conf
 nginx's parser turns \" \\ \n \t into the characters; yajl must escape
 them again.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_voice marin;
-    voice_instructions "Say \"hi\" to O'Brien.\nLine two\tafter a tab \\ backslash — ünïcødé 日本語 😀 {\"json\": [1]}";
-}
+--- stream_config
+voice_voice marin;
+voice_instructions "Say \"hi\" to O'Brien.\nLine two\tafter a tab \\ backslash — ünïcødé 日本語 😀 {\"json\": [1]}";
 --- perl_check
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 my $su = session_update($msgs);
 is($su->{session}{audio}{output}{voice}, 'marin', 'voice_voice');
 is($su->{session}{instructions},
@@ -173,21 +154,10 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 === TEST 3: voice_instructions_file: the whole file, control characters escaped
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_instructions_file $TEST_NGINX_INSTRUCTIONS;
-}
+--- stream_config
+voice_instructions_file $TEST_NGINX_INSTRUCTIONS;
 --- perl_check
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 my $su = session_update($msgs);
 ok(!exists $su->{unparsed}, 'session.update is valid JSON');
 is($su->{session}{instructions}, u(INSTRUCTIONS_FILE_TEXT),
@@ -204,19 +174,8 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 A Latin-1 file ("Caf\xe9") would go out in an invalid text frame, which
 OpenAI (and the fake, RFC 6455 8.1) answers by closing the session: nginx
 refuses the configuration instead, naming the directive.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_instructions_file $TEST_NGINX_LATIN1;
-}
+--- stream_config
+voice_instructions_file $TEST_NGINX_LATIN1;
 --- must_die
 --- error_log
 "voice_instructions" is not valid UTF-8
@@ -224,21 +183,10 @@ location /media-stream/ {
 
 
 === TEST 5: voice_turn_detection semantic_vad eagerness=low
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_turn_detection semantic_vad eagerness=low;
-}
+--- stream_config
+voice_turn_detection semantic_vad eagerness=low;
 --- perl_check
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 my $su = session_update($msgs);
 is_deeply($su->{session}{audio}{input},
           { format => { type => 'audio/pcmu' },
@@ -254,21 +202,10 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 === TEST 6: voice_turn_detection server_vad threshold, silence and prefix padding, as numbers
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_turn_detection server_vad threshold=0.6 silence_duration_ms=700 prefix_padding_ms=250;
-}
+--- stream_config
+voice_turn_detection server_vad threshold=0.6 silence_duration_ms=700 prefix_padding_ms=250;
 --- perl_check
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 my $su = session_update($msgs);
 my $td = $su->{session}{audio}{input}{turn_detection};
 is_deeply([sort keys %$td],
@@ -291,32 +228,22 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 --- env
 VOICE_TEST_MCP_TOKEN=Bearer mcp-env-SECRET-3
 VOICE_TEST_OPENAI_KEY=sk-from-env-SECRET-1
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key env:VOICE_TEST_OPENAI_KEY;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_mcp_server label=todoist url=https://mcp.example.com/mcp
-                     "header=Authorization: env:VOICE_TEST_MCP_TOKEN"
-                     "header=X-Trace: literal-SECRET-5"
-                     allowed_tools=add_task,list_tasks;
-    voice_mcp_server label=zapier url=https://zapier.example.com/api/mcp
-                     "header=Authorization: file:$TEST_NGINX_MCP_FILE";
-    voice_mcp_server label=plain url=http://plain.example.com/mcp;
-}
+--- stream_config
+voice_openai_api_key env:VOICE_TEST_OPENAI_KEY;
+voice_mcp_server label=todoist url=https://mcp.example.com/mcp
+                 "header=Authorization: env:VOICE_TEST_MCP_TOKEN"
+                 "header=X-Trace: literal-SECRET-5"
+                 allowed_tools=add_task,list_tasks;
+voice_mcp_server label=zapier url=https://zapier.example.com/api/mcp
+                 "header=Authorization: file:$TEST_NGINX_MCP_FILE";
+voice_mcp_server label=plain url=http://plain.example.com/mcp;
 --- perl_check
 # BUG: every header name arrives as NUL bytes ("Authorization" -> 13 x
 # "\0", "X-Trace" -> 7 x "\0"): ngx_voice_set_mcp_server() wipes the whole
 # "header=Name: value" argument with ngx_explicit_memzero() while
 # h->name still points into it, and session.update is built later, at
 # merge time.  (The values, copied by ngx_voice_secret_load, survive.)
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 my ($c) = oa_event($ev, 'connect');
 is($c->{headers}{authorization}, 'Bearer sk-from-env-SECRET-1', 'API key from env:');
 my $su = session_update($msgs);
@@ -344,20 +271,10 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 === TEST 8: the API key from file: (its first line)
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key file:$TEST_NGINX_KEY_FILE;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-}
+--- stream_config
+voice_openai_api_key file:$TEST_NGINX_KEY_FILE;
 --- perl_check
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 my ($c) = oa_event($ev, 'connect');
 is($c->{headers}{authorization}, 'Bearer sk-from-file-SECRET-2', 'API key from file:');
 --- error_log eval
@@ -370,30 +287,23 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 === TEST 9: secrets never reach the error log, debug level, nor nginx's stderr
 A whole call with audio both ways, a greeting, DTMF and an OpenAI error
 event, with a literal API key and MCP header values.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-literal-SECRET-0;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_greeting "Say hello.";
-    voice_mcp_server label=todoist url=https://mcp.example.com/mcp
-                     "header=Authorization: Bearer mcp-literal-SECRET-6";
-}
+--- stream_config
+voice_openai_api_key sk-literal-SECRET-0;
+voice_greeting "Say hello.";
+voice_mcp_server label=todoist url=https://mcp.example.com/mcp
+                 "header=Authorization: Bearer mcp-literal-SECRET-6";
+--- twilio_script
+hello
+media 5
+ctl {"deltas": {"n": 2}}
+wait mark 2
+dtmf 1
+ctl {"send": {"type": "error", "error": {"type": "invalid_request_error", "code": "x", "message": "y"}}}
+media 5
+stop
+wait_close 3000
 --- perl_check
-my ($t, $ev, $msgs) = session_call(steps => [
-    hello(), { send => 'media', count => 5 },
-    { ctl => [{ deltas => { n => 2 } }] }, { wait => { event => 'mark' }, count => 2 },
-    { send => 'dtmf', digit => '1' },
-    { ctl => [{ send => { type => 'error', error => { type => 'invalid_request_error',
-                          code => 'x', message => 'y' } } }] },
-    { send => 'media', count => 5 },
-    { send => 'stop' }, { wait_close => 3000 }]);
+my ($t, $ev, $msgs) = session_of($_[2]);
 my ($c) = oa_event($ev, 'connect');
 is($c->{headers}{authorization}, 'Bearer sk-literal-SECRET-0', 'the key was used');
 my $su = session_update($msgs);
@@ -413,24 +323,19 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 === TEST 10: greeting on: item and response.create right after session.update, before the queued audio
 session.created comes 300 ms late, so the caller's first audio is queued.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1&created_delay_ms=300;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_greeting "Greet the caller with 'Hey, what\'s up?' and \"smile\".";
-}
+--- openai_query: &created_delay_ms=300
+--- stream_config
+voice_greeting "Greet the caller with 'Hey, what\'s up?' and \"smile\".";
+--- twilio_script
+hello
+media 5
+sleep 500
+ctl {"deltas": {"n": 1}}
+wait mark
+stop
+wait_close 3000
 --- perl_check
-my ($t, $ev, $msgs) = session_call(steps => [
-    hello(), { send => 'media', count => 5 }, { sleep => 500 },
-    { ctl => [{ deltas => { n => 1 } }] }, { wait => { event => 'mark' } },
-    { send => 'stop' }, { wait_close => 3000 }]);
+my ($t, $ev, $msgs) = session_of($_[2]);
 my @types = map { $_->{type} } @$msgs;
 is_deeply([@types[0 .. 2]], ['session.update', 'conversation.item.create', 'response.create'],
           'session.update, the greeting item, response.create, first')
@@ -453,26 +358,20 @@ qr/voice: call ended, CallSid CA\w+, .*reason "Twilio stop"/
 
 
 === TEST 11: session.update waits for start (OpenAI is connected in parallel)
-start comes 700 ms after the upgrade; the OpenAI leg is open and
-session.created in long before.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_greeting "Hello.";
-}
+start comes 700 ms after the upgrade (2.5 s under memcheck, whose TLS
+handshake on a loaded machine can take longer than 700 ms); the OpenAI
+leg is open and session.created in long before.
+--- stream_config
+voice_greeting "Hello.";
+--- twilio_script eval
+"connected\nsleep " . ($ENV{TEST_NGINX_USE_VALGRIND} ? 2500 : 700) . "\nstart\n" . <<'S'
+ctl {"deltas": {"n": 1}}
+wait mark
+stop
+wait_close 3000
+S
 --- perl_check
-my ($t, $ev, $msgs) = session_call(steps => [
-    { send => 'connected' }, { sleep => 700 }, { send => 'start' },
-    { ctl => [{ deltas => { n => 1 } }] }, { wait => { event => 'mark' } },
-    { send => 'stop' }, { wait_close => 3000 }]);
+my ($t, $ev, $msgs) = session_of($_[2]);
 my ($start) = grep { ($_->{msg}{event} // '') eq 'start' } @{ $t->{sent} };
 my ($c) = oa_event($ev, 'connect');
 my ($created) = grep { $_->{ev} eq 'sent' && $_->{msg}{type} eq 'session.created' } @$ev;
@@ -492,23 +391,15 @@ cmp_ok($m[0]{t} - $start->{t}, '<', 200, 'right after start');
 
 
 === TEST 12: no start within voice_start_timeout: 1008, and OpenAI was told nothing
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_greeting "Hello.";
-    voice_start_timeout 1s;
-}
+--- stream_config
+voice_greeting "Hello.";
+voice_start_timeout 1s;
+--- twilio_script
+connected
+media 3
+wait_close 3000
 --- perl_check
-my ($t, $ev, $msgs) = session_call(steps => [
-    { send => 'connected' }, { send => 'media', count => 3 }, { wait_close => 3000 }]);
+my ($t, $ev, $msgs) = session_of($_[2]);
 is($t->{close}{code}, 1008, 'Twilio side closed with 1008');
 my $after = $t->{close}{t} - $t->{sent}[0]{t};
 ok($after > 800 && $after < 2000, "after voice_start_timeout ($after ms)");
@@ -525,21 +416,10 @@ ok(scalar(oa_event($ev, 'close')), 'and was closed');
 
 
 === TEST 13: an unknown voice: a warning at start, sent as configured
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_voice nova;
-}
+--- stream_config
+voice_voice nova;
 --- perl_check
-my ($t, $ev, $msgs) = session_call();
+my ($t, $ev, $msgs) = session_of($_[2]);
 is(session_update($msgs)->{session}{audio}{output}{voice}, 'nova', 'voice as configured');
 --- error_log eval
 [qr/\[warn\] .*"voice_voice" "nova" is not a known Realtime voice/,
@@ -551,29 +431,19 @@ is(session_update($msgs)->{session}{audio}{output}{voice}, 'nova', 'voice as con
 
 === TEST 14: one session.update and one greeting per call, whatever is repeated
 A second session.created from OpenAI and a second start from Twilio.
---- http_config
-voice_token_zone tokens:1m;
-voice_public_url https://voice.example.com;
-voice_twilio_auth_token 12345;
---- config
-location = /incoming-call { voice_incoming_call; }
-location /media-stream/ {
-    voice_media_stream;
-    voice_openai_url wss://127.0.0.1:$TEST_NGINX_OPENAI_PORT/v1/realtime?model=gpt-realtime&ctl=1;
-    voice_openai_api_key sk-test-key;
-    voice_ssl_trusted_certificate $TEST_NGINX_CA;
-    voice_greeting "Hello.";
-}
+--- stream_config
+voice_greeting "Hello.";
+--- twilio_script
+hello
+ctl [{"send": {"type": "session.created", "event_id": "evt_sc2", "session": {"type": "realtime"}}}, {"deltas": {"n": 1}}]
+wait mark
+start
+ctl {"deltas": {"n": 1}}
+wait mark
+stop
+wait_close 3000
 --- perl_check
-my ($t, $ev, $msgs) = session_call(steps => [
-    hello(),
-    { ctl => [{ send => { type => 'session.created', event_id => 'evt_sc2',
-                          session => { type => 'realtime' } } },
-              { deltas => { n => 1 } }] },
-    { wait => { event => 'mark' } },
-    { send => 'start' },
-    { ctl => [{ deltas => { n => 1 } }] }, { wait => { event => 'mark' } },
-    { send => 'stop' }, { wait_close => 3000 }]);
+my ($t, $ev, $msgs) = session_of($_[2]);
 my @types = grep { $_ ne 'input_audio_buffer.append' } map { $_->{type} } @$msgs;
 is_deeply(\@types, ['session.update', 'conversation.item.create', 'response.create'],
           'once each') or diag explain \@types;

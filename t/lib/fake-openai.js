@@ -16,7 +16,17 @@
 //   hang=1            accept TCP+TLS but never answer the handshake
 //   nocreated=1       do not send session.created
 //   created_delay_ms=N   send session.created N ms after the handshake
+//   updated_delay_ms=N   answer session.update N ms late
 //   ctl=1             in-band control, see below
+//   nopong=1          do not answer pings: with nothing else sent after
+//                     session.updated, the module sees a dead OpenAI
+//   flood=N           right after session.update, send N
+//                     response.output_audio.delta events at once, each with
+//                     `size` (default 8192) base64 characters of audio;
+//                     logged as {"ev":"flooded","conn":N,"count":N,
+//                     "bytes":B}
+// Each ping the module sends is logged: {"ev":"ping","conn":N,"data":...}
+// (the `ws` package answers it with a pong by itself, unless nopong=1).
 // SCRIPT.js may export { onConnect(ws, ctx), onMessage(ws, msg, ctx) }
 // for anything else; ctx has { conn, url, query, send(obj), log(obj) }.
 //
@@ -105,6 +115,22 @@ async function runCtl(ws, ctx, actions) {
   }
 }
 
+// n audio deltas at once, not logged one by one (megabytes of them)
+function floodDeltas(ws, ctx, n, size) {
+  const delta = Buffer.alloc(size / 4 * 3, 0x7f).toString('base64');
+  let queued = 0;
+  for (let i = 0; i < n; i++) {
+    const ev = JSON.stringify({
+      type: 'response.output_audio.delta', event_id: 'evt_d' + i,
+      response_id: 'resp_1', item_id: 'item_1', output_index: 0,
+      content_index: 0, delta,
+    });
+    queued += ev.length;
+    ws.send(ev);
+  }
+  ctx.log({ ev: 'flooded', conn: ctx.conn, count: n, bytes: queued });
+}
+
 function ctlOf(msg) {
   if (msg.type !== 'input_audio_buffer.append'
       || typeof msg.audio !== 'string') {
@@ -165,8 +191,16 @@ server.on('upgrade', (req, socket, head) => {
       log({ ev: 'message', conn, msg });
 
       if (msg.type === 'session.update' && !hooks.noSessionUpdated) {
-        ctx.send({ type: 'session.updated', event_id: 'evt_su',
-                   session: msg.session });
+        const updated = { type: 'session.updated', event_id: 'evt_su',
+                          session: msg.session };
+        const later = +(url.searchParams.get('updated_delay_ms') || 0);
+        if (later) setTimeout(() => ctx.send(updated), later);
+        else ctx.send(updated);
+      }
+
+      const flood = +(url.searchParams.get('flood') || 0);
+      if (msg.type === 'session.update' && flood) {
+        floodDeltas(ws, ctx, flood, +(url.searchParams.get('size') || 8192));
       }
 
       const actions = url.searchParams.get('ctl') ? ctlOf(msg) : null;
@@ -186,6 +220,11 @@ server.on('upgrade', (req, socket, head) => {
     });
 
     ws.on('error', (e) => log({ ev: 'error', conn, error: e.message }));
+
+    ws.on('ping', (data) => log({ ev: 'ping', conn, data: data.toString() }));
+    if (url.searchParams.get('nopong')) {
+      ws._autoPong = false;     // ws 8 internals: no automatic pong
+    }
 
     const created = () => ctx.send({
       type: 'session.created', event_id: 'evt_sc',

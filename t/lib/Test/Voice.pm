@@ -47,6 +47,7 @@ use Test::More import => [qw(note explain subtest BAIL_OUT)];
 
 our @EXPORT = qw(
     run_tests workers master_on master_off log_level no_shuffle
+    add_block_preprocessor block_defaults
     sign_twilio validate_twilio twilio_token
     http_request http_get http_post ws_connect
     server_port servroot html_dir nginx_pid nginx_reload
@@ -87,6 +88,11 @@ my %KnownSections = map { $_ => 1 } qw(
     error_log no_error_log wait perl_check check
 );
 
+# Extensions: block preprocessors (add_block_preprocessor), sections
+# that a helper module handles (add_block_sections) and what runs them
+# (add_block_runner).
+my (@Preprocessors, @Runners);
+
 # --- settings called from the .t file ---------------------------------------
 
 sub workers ()     { $Workers = shift }
@@ -98,6 +104,36 @@ sub server_port () { $Port }
 sub servroot ()    { $ServRoot }
 sub html_dir ()    { "$ServRoot/html" }
 sub twilio_token () { $ENV{TEST_NGINX_TWILIO_TOKEN} || '12345' }
+
+# add_block_preprocessor(sub { my $block = shift; ... }): as in
+# Test::Nginx, called for every block, in the order added, before it runs;
+# $block->set_value(name => value) gives it a section it lacks.
+sub add_block_preprocessor () {
+    my ($sub) = @_;
+    Carp::croak('add_block_preprocessor needs a code ref')
+        unless ref $sub eq 'CODE';
+    push @Preprocessors, $sub;
+}
+
+# block_defaults(section => value, ...): the file's default sections; a
+# block that has the section (even empty) keeps its own.
+sub block_defaults () {
+    my (%def) = @_;
+    add_block_preprocessor(sub {
+        my ($block) = @_;
+        for my $sec (sort keys %def) {
+            $block->set_value($sec, $def{$sec}) unless exists $block->{$sec};
+        }
+    });
+}
+
+# add_block_sections(names): sections a helper module handles (not typos).
+sub add_block_sections () { $KnownSections{$_} = 1 for @_ }
+
+# add_block_runner(sub { my ($block, $name) = @_; ... }): runs after the
+# requests of every block (before perl_check/check); what the last runner
+# returns is the third argument of perl_check and check.
+sub add_block_runner () { push @Runners, $_[0] }
 
 sub pick_port () {
     # Below the ephemeral range, so a client socket never holds it.
@@ -752,13 +788,14 @@ sub valgrind_errors () {
 }
 
 sub run_checks () {
-    my ($block, $name, $responses) = @_;
+    my ($block, $name, $responses, $ctx) = @_;
     for my $sec (qw(perl_check check)) {
         next unless exists $block->{$sec};
         my $code = value($block, $sec);
         my $ok = ref $code eq 'CODE'
-            ? eval { $code->($block, $responses); 1 }
-            : do { eval_in_main($code, "$name --- $sec", $block, $responses);
+            ? eval { $code->($block, $responses, $ctx); 1 }
+            : do { eval_in_main($code, "$name --- $sec", $block, $responses,
+                                $ctx);
                    $@ eq '' };
         Test::More::fail("$name - --- $sec died") or Test::More::diag($@)
             unless $ok;
@@ -832,7 +869,16 @@ sub run_block () {
     my $delay = parse_secs(value($block, 'raw_request_middle_delay'), 0.05);
     my @responses = map { http_request($_, delay => $delay) } @requests;
     check_responses($block, $name, \@responses);
-    run_checks($block, $name, \@responses);
+    my $ctx;
+    for my $runner (@Runners) {
+        my $r = eval { $runner->($block, $name) };
+        if ($@) {
+            Test::More::fail("$name - block runner died");
+            Test::More::diag($@);
+        }
+        $ctx = $r if defined $r;
+    }
+    run_checks($block, $name, \@responses, $ctx);
     Time::HiRes::sleep(parse_secs(value($block, 'wait'), 0));
 
     # Stop nginx before looking at the logs: they are then complete,
@@ -877,6 +923,11 @@ sub run_tests () {
     for my $block (@blocks) {
         my $name = $block->name;
         my $first = $tb->current_test;
+        unless (eval { $_->($block) for @Preprocessors; 1 }) {
+            Test::More::fail("$name - block preprocessor died");
+            Test::More::diag($@);
+            next;
+        }
         unless (eval { run_block($block, $name); 1 }) {
             Test::More::fail("$name - harness error");
             Test::More::diag($@);
@@ -1102,13 +1153,40 @@ twilio_sign (URL), twilio_token, twilio_sign_params_empty.  Checks:
 error_code, response_headers (C<Name: value>, C<!Name>),
 response_headers_like, response_body, response_body_like, error_log,
 no_error_log (lines, or C<eval> qr// / array ref), wait, perl_check (Perl,
-C<@_ = ($block, \@responses)>), check (C<eval> giving a code ref).  Check
+C<@_ = ($block, \@responses, $runner_result)>), check (C<eval> giving a
+code ref, called with the same).  Check
 sections may be C<eval> array refs matched pairwise with several requests.
 Every block also gets a "nginx ran cleanly" test.
 
+=head1 SHARED DEFAULTS
+
+As in Test::Nginx, a file states what its blocks share once and a block
+states only what differs:
+
+    add_block_preprocessor(sub {
+        my $block = shift;
+        $block->set_value(http_config => $HttpConfig)
+            unless defined $block->http_config;
+    });
+
+Preprocessors run for every block, in the order added, before it runs
+(after its C<eval> sections); C<< $block->set_value(name => value) >> gives
+it a section.  C<< block_defaults(section => value, ...) >> is the common
+case: each section a block lacks (a block with an empty section keeps it
+empty) gets the file's value.
+
+A helper module may handle sections of its own: it names them with
+C<Test::Voice::add_block_sections(@names)> (other unknown sections still
+fail the block as typos) and runs them with
+C<Test::Voice::add_block_runner(sub { my ($block, $name) = @_; ... })>,
+called after the block's requests; what it returns is the third argument
+of perl_check and check.  t/lib/Test/VoiceCall.pm does so for whole calls
+(C<twilio_script>, C<expect_twilio_close> ...; see its POD).
+
 =head1 HELPERS
 
-run_tests, workers, master_on, master_off, log_level, no_shuffle,
+run_tests, add_block_preprocessor, block_defaults, workers, master_on,
+master_off, log_level, no_shuffle,
 sign_twilio($token, $url, $body | \%params | undef), validate_twilio($token,
 $sig, $url, $body | \%params), twilio_token, http_request($bytes | \@packets,
 %opts), http_get($uri, %opts), http_post($uri, $body, %opts),

@@ -1,0 +1,31 @@
+
+/*
+ * Copyright (C) ngx_voice authors
+ *
+ * OpenAI Realtime events, through yajl and the relay's handler tables,
+ * in a whole call whose Twilio stream has started: the input speaks for
+ * OpenAI, and its actions for Twilio (marks echoed as Twilio plays the
+ * audio it was sent, media, digits), the sockets and the clock.  See
+ * ngx_voice_fuzz_call.c.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_voice_fuzz.h"
+
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    ngx_voice_fuzz_init();
+
+    return 0;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    return ngx_voice_fuzz_call(data, size, 1);
+}
