@@ -119,6 +119,18 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
         if (rc != NGX_OK) {
             return rc;
         }
+
+        /*
+         * The recv() that came back short has seen the socket empty
+         * (ngx_ssl_recv() read until SSL_read() wanted more, and
+         * ngx_unix_recv() trusts a short read with EPOLLRDHUP) and has
+         * cleared "ready": another call would only fail with EAGAIN.
+         * Edge-triggered epoll reports the next bytes.
+         */
+
+        if (!c->read->ready) {
+            return NGX_AGAIN;
+        }
     }
 }
 
