@@ -690,6 +690,7 @@ ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len)
 {
     u_char    c;
     uint32_t  st, rem, lo, hi;
+    uint64_t  w;
 
     st = *state;
 
@@ -701,8 +702,33 @@ ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len)
     lo = (st >> 8) & 0xff;
     hi = (st >> 16) & 0xff;
 
-    while (len--) {
+    while (len) {
+
+        if (rem == 0) {
+
+            /*
+             * Between characters: ASCII, most of what peers send (all of
+             * the base64 audio), is passed over 8 bytes at a time.
+             */
+
+            while (len >= 8) {
+                ngx_memcpy(&w, p, 8);
+
+                if (w & 0x8080808080808080ULL) {
+                    break;
+                }
+
+                p += 8;
+                len -= 8;
+            }
+
+            if (len == 0) {
+                break;
+            }
+        }
+
         c = *p++;
+        len--;
 
         if (rem == 0) {
             if (c < 0x80) {
