@@ -419,42 +419,6 @@ ngx_voice_json_close(ngx_voice_json_path_t *path)
 }
 
 
-ngx_int_t
-ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
-    const char *k2, const char *k3)
-{
-    size_t       len;
-    ngx_uint_t   n, i;
-    const char  *keys[3];
-
-    keys[0] = k1;
-    keys[1] = k2;
-    keys[2] = k3;
-
-    n = k3 ? 3 : k2 ? 2 : 1;
-
-    if (path->depth != n) {
-        return 0;
-    }
-
-    for (i = 1; i <= n; i++) {
-        if (path->array & ((ngx_uint_t) 1 << i)) {
-            return 0;
-        }
-
-        len = ngx_strlen(keys[i - 1]);
-
-        if (path->key_len[i] != len
-            || ngx_memcmp(path->key[i], keys[i - 1], len) != 0)
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /*
  * Audio goes verbatim into fixed JSON templates: anything but base64
  * there would let a peer write JSON of its choosing to the other one.
