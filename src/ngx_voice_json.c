@@ -31,6 +31,25 @@ static void *ngx_voice_json_realloc(void *ctx, void *ptr, size_t size);
 static void ngx_voice_json_free_block(void *ctx, void *ptr);
 static ngx_int_t ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data,
     size_t len);
+static ngx_int_t ngx_voice_json_fast(ngx_voice_json_t *js, u_char *p,
+    u_char *end);
+static u_char *ngx_voice_json_fast_string(u_char *p, u_char *end);
+static u_char *ngx_voice_json_fast_number(u_char *p, u_char *end);
+
+
+/*
+ * The fast path's subset of JSON: one object of objects, strings and
+ * integers, no escapes, ASCII only.  A message outside it goes to yajl.
+ */
+#define NGX_VOICE_JSON_FAST_TOKENS  40
+#define NGX_VOICE_JSON_FAST_DEPTH   4
+
+
+typedef struct {
+    u_char                       type;   /* { } k(ey) s(tring) n(umber) */
+    u_char                      *data;
+    size_t                       len;
+} ngx_voice_json_token_t;
 
 
 static yajl_callbacks  ngx_voice_json_callbacks = {
@@ -66,6 +85,7 @@ ngx_voice_json_init(ngx_voice_json_t *js,
     js->values = 0;
     js->stopped = 0;
     js->staged = 0;
+    js->failed = 0;
 
     js->handler = handler;
     js->data = data;
@@ -119,6 +139,28 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
 
     if (first) {
         js->values = 0;
+    }
+
+    if (js->failed) {
+        /* as yajl does after an error or a cancel */
+        return NGX_DECLINED;
+    }
+
+    if (first && last && js->staged == 0) {
+
+        /* a whole message, the usual case: the hot shapes go fast */
+
+        rc = ngx_voice_json_fast(js, data, data + len);
+
+        if (rc != NGX_AGAIN) {
+            if (rc != NGX_OK) {
+                js->failed = 1;
+                return rc;
+            }
+
+            return (js->values != 1 || js->path.depth != 0)
+                   ? NGX_DECLINED : NGX_OK;
+        }
     }
 
     if (js->staged && (last || js->staged + len >= NGX_VOICE_JSON_STAGE)) {
@@ -178,11 +220,299 @@ ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data, size_t len)
 
     st = yajl_parse(js->handle, data, len);
 
-    if (st == yajl_status_client_canceled && js->stopped) {
-        return NGX_ABORT;
+    if (st == yajl_status_ok) {
+        return NGX_OK;
     }
 
-    return st == yajl_status_ok ? NGX_OK : NGX_DECLINED;
+    js->failed = 1;
+
+    return (st == yajl_status_client_canceled && js->stopped)
+           ? NGX_ABORT : NGX_DECLINED;
+}
+
+
+#define ngx_voice_json_fast_ws(p, end)                                       \
+    while (p < end && *p <= ' '                                              \
+           && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))          \
+    {                                                                        \
+        p++;                                                                 \
+    }
+
+#define ngx_voice_json_fast_token(t_, d_, l_)                                \
+    if (n == NGX_VOICE_JSON_FAST_TOKENS) {                                   \
+        return NGX_AGAIN;                                                    \
+    }                                                                        \
+    tokens[n].type = t_;                                                     \
+    tokens[n].data = d_;                                                     \
+    tokens[n].len = l_;                                                      \
+    n++
+
+
+/*
+ * A whole message in the fast path's subset is cut into tokens in one
+ * pass, then the tokens are handed to the same callbacks yajl would call,
+ * in the same order, with the same values: the handlers and the path see
+ * no difference.  Nothing is reported before the whole message is known
+ * to be in the subset, so anything else (escapes, non-ASCII bytes,
+ * fractions, true/false/null, arrays, deep nesting, more tokens, bad
+ * JSON) goes to yajl whole: NGX_AGAIN.  Otherwise NGX_OK; NGX_ABORT: a
+ * handler stopped it; NGX_DECLINED: a callback refused it.
+ *
+ * The UTF-8 of text frames is checked once, strictly (RFC 3629), by the
+ * WebSocket parser before any of this; yajl's own check of strings is
+ * laxer (it lets overlongs and surrogates through), and in the subset
+ * every byte is ASCII.
+ */
+static ngx_int_t
+ngx_voice_json_fast(ngx_voice_json_t *js, u_char *p, u_char *end)
+{
+    int                      ok;
+    u_char                  *q;
+    ngx_uint_t               n, i, depth;
+    ngx_voice_json_token_t  *t;
+    ngx_voice_json_token_t   tokens[NGX_VOICE_JSON_FAST_TOKENS];
+
+    n = 0;
+    depth = 0;
+
+    ngx_voice_json_fast_ws(p, end);
+
+    if (p == end || *p != '{') {
+        return NGX_AGAIN;
+    }
+
+    goto open;
+
+    for ( ;; ) {
+
+        /* after a value: a comma and the next key, or the end of an object */
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == '}') {
+            p++;
+            ngx_voice_json_fast_token('}', NULL, 0);
+
+            if (--depth == 0) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (*p++ != ',') {
+            return NGX_AGAIN;
+        }
+
+    key:
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end || *p != '"') {
+            return NGX_AGAIN;
+        }
+
+        q = ngx_voice_json_fast_string(++p, end);
+        if (q == NULL) {
+            return NGX_AGAIN;
+        }
+
+        ngx_voice_json_fast_token('k', p, q - p);
+        p = q + 1;
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end || *p++ != ':') {
+            return NGX_AGAIN;
+        }
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == '"') {
+            q = ngx_voice_json_fast_string(++p, end);
+            if (q == NULL) {
+                return NGX_AGAIN;
+            }
+
+            ngx_voice_json_fast_token('s', p, q - p);
+            p = q + 1;
+            continue;
+        }
+
+        if (*p == '{') {
+
+        open:
+
+            if (++depth > NGX_VOICE_JSON_FAST_DEPTH) {
+                return NGX_AGAIN;
+            }
+
+            p++;
+            ngx_voice_json_fast_token('{', NULL, 0);
+
+            ngx_voice_json_fast_ws(p, end);
+
+            if (p < end && *p == '}') {
+                /* an empty object: its end is read as after a value */
+                continue;
+            }
+
+            goto key;
+        }
+
+        q = ngx_voice_json_fast_number(p, end);
+        if (q == NULL) {
+            return NGX_AGAIN;
+        }
+
+        ngx_voice_json_fast_token('n', p, q - p);
+        p = q;
+    }
+
+    ngx_voice_json_fast_ws(p, end);
+
+    if (p != end) {
+        /* more than one value: yajl says so */
+        return NGX_AGAIN;
+    }
+
+    /* the message is in the subset: what yajl would report, in order */
+
+    for (i = 0; i < n; i++) {
+        t = &tokens[i];
+
+        switch (t->type) {
+
+        case '{':
+            ok = ngx_voice_json_start_map(js);
+            break;
+
+        case '}':
+            ok = ngx_voice_json_end_map(js);
+            break;
+
+        case 'k':
+            ok = ngx_voice_json_map_key(js, t->data, t->len);
+            break;
+
+        case 's':
+            ok = ngx_voice_json_string(js, t->data, t->len);
+            break;
+
+        default: /* 'n' */
+            ok = ngx_voice_json_number(js, (const char *) t->data, t->len);
+            break;
+        }
+
+        if (!ok) {
+            return js->stopped ? NGX_ABORT : NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The closing quote of a string with no escapes, no control characters
+ * and ASCII only, 8 bytes at a time: NULL for anything else.
+ */
+static u_char *
+ngx_voice_json_fast_string(u_char *p, u_char *end)
+{
+    uint64_t  w, q, b, hit;
+
+#define NGX_VOICE_JSON_ONES  0x0101010101010101ULL
+#define NGX_VOICE_JSON_HIGH  0x8080808080808080ULL
+
+    while (end - p >= 8) {
+        ngx_memcpy(&w, p, 8);
+
+        /* a byte that is '"', '\\', below 0x20 or above 0x7f */
+
+        q = w ^ (NGX_VOICE_JSON_ONES * '"');
+        b = w ^ (NGX_VOICE_JSON_ONES * '\\');
+
+        hit = (((q - NGX_VOICE_JSON_ONES) & ~q)
+               | ((b - NGX_VOICE_JSON_ONES) & ~b)
+               | ((w - NGX_VOICE_JSON_ONES * 0x20) & ~w)
+               | w)
+              & NGX_VOICE_JSON_HIGH;
+
+        if (hit) {
+#if (NGX_HAVE_LITTLE_ENDIAN && (__GNUC__ || __clang__))
+            /*
+             * The lowest byte flagged is one of them: a borrow only runs
+             * from a byte that is one to the bytes above it.
+             */
+            p += __builtin_ctzll(hit) >> 3;
+
+            return (*p == '"') ? p : NULL;
+#else
+            /* found in this word, byte by byte below */
+            break;
+#endif
+        }
+
+        p += 8;
+    }
+
+#undef NGX_VOICE_JSON_ONES
+#undef NGX_VOICE_JSON_HIGH
+
+    for ( /* void */ ; p < end; p++) {
+
+        if (*p == '"') {
+            return p;
+        }
+
+        if (*p == '\\' || *p < 0x20 || *p >= 0x80) {
+            return NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the end of an integer as JSON writes it (no leading zero): or NULL */
+static u_char *
+ngx_voice_json_fast_number(u_char *p, u_char *end)
+{
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p++ == '0') {
+        /* "0" alone */
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    /* a fraction, an exponent, a digit after "0" or the end: yajl's */
+
+    if (p == end || *p == '.' || *p == 'e' || *p == 'E'
+        || (*p >= '0' && *p <= '9'))
+    {
+        return NULL;
+    }
+
+    return p;
 }
 
 

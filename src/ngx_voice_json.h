@@ -59,6 +59,7 @@ typedef struct {
     ngx_voice_json_mem_t             mem;
     ngx_uint_t                       values;   /* in this message */
     ngx_uint_t                       stopped;  /* by a handler */
+    ngx_uint_t                       failed;   /* nothing more parses */
     u_char                          *stage;    /* small pieces, gathered */
     size_t                           staged;
     const ngx_voice_json_handler_t  *handler;
