@@ -29,6 +29,8 @@ static void ngx_voice_json_close(ngx_voice_json_path_t *path);
 static void *ngx_voice_json_malloc(void *ctx, size_t size);
 static void *ngx_voice_json_realloc(void *ctx, void *ptr, size_t size);
 static void ngx_voice_json_free_block(void *ctx, void *ptr);
+static ngx_int_t ngx_voice_json_piece(ngx_voice_json_t *js, u_char *data,
+    size_t len, ngx_uint_t first, ngx_uint_t last);
 static ngx_int_t ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data,
     size_t len);
 static ngx_int_t ngx_voice_json_fast(ngx_voice_json_t *js, u_char *p,
@@ -86,6 +88,7 @@ ngx_voice_json_init(ngx_voice_json_t *js,
     js->stopped = 0;
     js->staged = 0;
     js->failed = 0;
+    js->trailing = 0;
 
     js->handler = handler;
     js->data = data;
@@ -139,12 +142,39 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
 
     if (first) {
         js->values = 0;
+        js->trailing = 0;
     }
 
     if (js->failed) {
         /* as yajl does after an error or a cancel */
         return NGX_DECLINED;
     }
+
+    rc = ngx_voice_json_piece(js, data, len, first, last);
+
+    if (rc == NGX_OK && last
+        && (js->values != 1 || js->path.depth != 0 || js->trailing))
+    {
+        rc = NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        /*
+         * yajl may hold a part of what follows the message (an object
+         * still open, a token cut at its end): nothing more is parsed
+         */
+        js->failed = 1;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_voice_json_piece(ngx_voice_json_t *js, u_char *data, size_t len,
+    ngx_uint_t first, ngx_uint_t last)
+{
+    ngx_int_t  rc;
 
     if (first && last && js->staged == 0) {
 
@@ -153,13 +183,7 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
         rc = ngx_voice_json_fast(js, data, data + len);
 
         if (rc != NGX_AGAIN) {
-            if (rc != NGX_OK) {
-                js->failed = 1;
-                return rc;
-            }
-
-            return (js->values != 1 || js->path.depth != 0)
-                   ? NGX_DECLINED : NGX_OK;
+            return rc;
         }
     }
 
@@ -172,17 +196,7 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
     }
 
     if (last || len >= NGX_VOICE_JSON_STAGE) {
-        rc = ngx_voice_json_parse(js, data, len);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        if (last && (js->values != 1 || js->path.depth != 0)) {
-            return NGX_DECLINED;
-        }
-
-        return NGX_OK;
+        return ngx_voice_json_parse(js, data, len);
     }
 
     if (js->stage == NULL) {
@@ -216,18 +230,38 @@ ngx_voice_json_flush(ngx_voice_json_t *js)
 static ngx_int_t
 ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data, size_t len)
 {
-    yajl_status  st;
+    u_char       *p, *last;
+    yajl_status   st;
+
+    js->ended = 0;
 
     st = yajl_parse(js->handle, data, len);
 
-    if (st == yajl_status_ok) {
-        return NGX_OK;
+    if (st != yajl_status_ok) {
+        return (st == yajl_status_client_canceled && js->stopped)
+               ? NGX_ABORT : NGX_DECLINED;
     }
 
-    js->failed = 1;
+    if (js->values) {
 
-    return (st == yajl_status_client_canceled && js->stopped)
-           ? NGX_ABORT : NGX_DECLINED;
+        /*
+         * After the message's object only whitespace: anything else is
+         * not one object, even a token yajl keeps to finish later (a
+         * number, a string, a literal cut at the end), which it would
+         * take as the start of the next message.
+         */
+
+        last = data + len;
+
+        for (p = data + (js->ended ? js->end_offset : 0); p < last; p++) {
+            if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+                js->trailing = 1;
+                break;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -621,6 +655,10 @@ ngx_voice_json_end_map(void *ctx)
     }
 
     js->values++;
+
+    /* where in yajl's piece the message ends (the fast path ignores it) */
+    js->ended = 1;
+    js->end_offset = yajl_get_bytes_consumed(js->handle);
 
     js->stopped = (js->handler->end(js->data) != NGX_OK);
 

@@ -60,6 +60,9 @@ typedef struct {
     ngx_uint_t                       values;   /* in this message */
     ngx_uint_t                       stopped;  /* by a handler */
     ngx_uint_t                       failed;   /* nothing more parses */
+    ngx_uint_t                       trailing; /* more after the object */
+    ngx_uint_t                       ended;    /* in yajl's piece, at: */
+    size_t                           end_offset;
     u_char                          *stage;    /* small pieces, gathered */
     size_t                           staged;
     const ngx_voice_json_handler_t  *handler;
