@@ -10,6 +10,8 @@
 #                   spaces, peer text escaped before it is logged)
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
+#   make bench      the load rig, 100 calls for 20 s: one JSON line
+#   make soak       200 calls for 10 minutes, then the leak checks
 #   make fuzz       build the libFuzzer harnesses (clang, ASan+UBSan) and
 #                   run each for FUZZ_SECONDS (7) on its seed corpus
 #   make fuzz FUZZ_SECONDS=600 FUZZERS="twilio realtime"
@@ -60,7 +62,8 @@ endif
 export TEST_NGINX_MODULE := $(MODULE)
 
 .PHONY: all build deps test-deps run test valgrind check-style fuzz clean \
-        image-test compose-check tunnel-quick deploy logs
+        image-test compose-check tunnel-quick deploy logs \
+        bench-deps bench bench-smoke soak
 
 all: build
 
@@ -148,6 +151,30 @@ valgrind: test-deps
 	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib \
 	    $(if $(filter-out t/,$(PROVE_ARGS)),$(PROVE_ARGS),t/1*.t)
 
+# the load rig (bench/): libwebsockets, OpenSSL
+$(RIG): $(RIG_SRC)
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g $(WARN) $(HARDEN) $$(pkg-config --cflags libwebsockets) \
+	    -o $@.tmp $(filter %.c,$(RIG_SRC)) \
+	    $$(pkg-config --libs libwebsockets) -lssl -lcrypto && mv -f $@.tmp $@
+
+bench-deps:
+	@util/install-deps bench
+
+# 100 calls for 20 s, worker and rig on different cores: one JSON line
+bench: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/run --calls 100 --seconds 20
+
+# 5 calls for 3 s: the rig's own check, also run by t/120-rig.t
+bench-smoke: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/run --calls 5 --seconds 3 --floor-seconds 1
+
+# 200 calls for 10 minutes on the plain build (SOAK_ARGS="--seconds 60")
+soak: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/soak $(SOAK_ARGS)
 # util/check-style checks itself on fixture files first
 check-style:
 	util/check-style --self-test >/dev/null || util/check-style --self-test
