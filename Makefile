@@ -61,6 +61,10 @@ endif
 
 export TEST_NGINX_MODULE := $(MODULE)
 
+RIG        := $(BUILD)/voice-rig
+RIG_SRC    := $(wildcard bench/*.c bench/*.h)
+SOAK_ARGS  ?=
+
 .PHONY: all build deps test-deps run test valgrind check-style fuzz clean \
         image-test compose-check tunnel-quick deploy logs \
         bench-deps bench bench-smoke soak
