@@ -505,3 +505,46 @@ qr{voice: call ended, .*OpenAI close 1000/1000}
 OpenAI sent a bad WebSocket frame
 --- perl_check
 ok($_[2]{t}{close}, 'the Twilio connection is closed');
+
+
+
+=== TEST 15: a Twilio client that reads again only after the close timer is reset, not fed stale audio
+The call ends for a Twilio client that stopped reading (as in TEST 14),
+but the client reads again only after the 2 s close timer: nginx's socket
+still holds megabytes of audio, with the close frame behind them or still
+in the module's queue.  Closed with a FIN, the kernel went on offering all
+of it for minutes: the client got hundreds of stale media messages and an
+end without a close frame, or (under load) no end at all within 10 s.
+The connection is reset instead: the client gets only what its own socket
+already held, then the end, at once.
+--- openai_query: &flood=2000&size=8192
+--- stream_config
+voice_buffer_size 64k;
+voice_max_message_size 16k;
+--- timeout: 30
+--- twilio_call
+keep_payloads: false
+--- twilio_script
+echo_marks off
+pause
+setup
+sync log:Twilio is not reading
+sleep 4000
+resume
+wait_close 10000
+--- expect_upgrade: 101
+--- perl_check
+my $t = $_[2]{t};
+is_deeply([tw_errors($t)], [], 'the Twilio side ran its steps');
+my $sync = $t->{syncs}{'log:Twilio is not reading'};
+ok($t->{close} && $sync && $t->{close}{t} - $sync < 4000 + 2000 * (1 + 2 * slow()),
+   'the connection ended as soon as the client read again ('
+   . ($t->{close} && $sync ? $t->{close}{t} - $sync - 4000 : '-') . ' ms)');
+my $media = () = tw_recv($t, 'media');
+cmp_ok($media, '<', 200,
+       'no more audio than its own socket held reached the client');
+like(wait_call_ended($t->{call_sid}) // '',
+     qr{Twilio close 1011/0, OpenAI close 1000/1000, reason "Twilio is not reading"},
+     'end line: no close reply from Twilio');
+--- no_error_log
+OpenAI sent a bad WebSocket frame
