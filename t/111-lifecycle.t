@@ -548,3 +548,40 @@ like(wait_call_ended($t->{call_sid}) // '',
      'end line: no close reply from Twilio');
 --- no_error_log
 OpenAI sent a bad WebSocket frame
+
+
+
+=== TEST 16: a Twilio client that reads again soon gets the backlog, then the close frame, and its reply ends the call
+The other side of TEST 15: the client reads again 300 ms after the call
+ended, within the close timer.  The close frame goes out only after the
+audio the sockets hold; the client's close reply is read and nginx then
+ends the connection at once (no wait for the close timer).
+--- openai_query: &flood=2000&size=8192
+--- stream_config
+voice_buffer_size 64k;
+voice_max_message_size 16k;
+--- timeout: 30
+--- twilio_call
+keep_payloads: false
+--- twilio_script
+echo_marks off
+pause
+setup
+sync log:Twilio is not reading
+sleep 300
+resume
+wait_close 10000
+--- expect_upgrade: 101
+--- perl_check
+my $t = $_[2]{t};
+is_deeply([tw_errors($t)], [], 'the Twilio side ran its steps');
+is_deeply([map { $t->{close_frame}{$_} } qw(code reason)],
+          [1011, 'peer not reading'], 'the client got close 1011 "peer not reading"');
+ok($t->{close} && $t->{close_frame} && !$t->{close}{reset}
+   && $t->{close}{t} - $t->{close_frame}{t} < 2000 * (1 + 2 * slow()),
+   'nginx ended the connection (a FIN) once the reply came');
+like(wait_call_ended($t->{call_sid}) // '',
+     qr{Twilio close 1011/1011, OpenAI close 1000/1000, reason "Twilio is not reading"},
+     'end line: Twilio answered the close');
+--- no_error_log
+OpenAI sent a bad WebSocket frame
