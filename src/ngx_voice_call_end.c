@@ -188,6 +188,13 @@ ngx_voice_call_abort_leg(ngx_voice_peer_t *peer)
     /* no TLS close_notify either: it would wait behind the same data */
     c->timedout = 1;
 
+    /*
+     * nor nginx's lingering close of the Twilio connection: its
+     * shutdown(SHUT_WR) would queue a FIN behind the same data, and it
+     * would read on for lingering_time, past worker_shutdown_timeout too
+     */
+    c->read->eof = 1;
+
     linger.l_onoff = 1;
     linger.l_linger = 0;
 
