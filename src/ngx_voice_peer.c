@@ -17,6 +17,7 @@
 #include "ngx_voice_util.h"
 
 
+static void ngx_voice_peer_discard_input(ngx_voice_peer_t *peer);
 static ngx_int_t ngx_voice_peer_data(ngx_voice_peer_t *peer,
     ngx_voice_ws_event_t *ev);
 static ngx_int_t ngx_voice_peer_control(ngx_voice_peer_t *peer,
@@ -83,6 +84,36 @@ ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
 }
 
 
+/*
+ * What a peer sends after its close frame (or after a frame we refused)
+ * is read and thrown away: bytes left unread in the socket would make the
+ * kernel answer our close() with a reset, which can destroy our close
+ * frame on its way.  Bounded per event; the close timer bounds the rest.
+ */
+static void
+ngx_voice_peer_discard_input(ngx_voice_peer_t *peer)
+{
+    ssize_t            n;
+    ngx_uint_t         i;
+    ngx_connection_t  *c;
+
+    c = peer->connection;
+
+    for (i = 0; i < 64; i++) {
+        n = c->recv(c, peer->in->start, peer->in->end - peer->in->start);
+
+        if (n == NGX_AGAIN) {
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            peer->eof = 1;
+            return;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_voice_peer_read(ngx_voice_peer_t *peer)
 {
@@ -96,7 +127,12 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 
     for ( ;; ) {
 
-        if (peer->eof || peer->close_received || peer->failed) {
+        if (peer->eof) {
+            return NGX_DONE;
+        }
+
+        if (peer->close_received || peer->failed) {
+            ngx_voice_peer_discard_input(peer);
             return NGX_DONE;
         }
 
