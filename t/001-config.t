@@ -14,6 +14,9 @@ my %files = (
     'empty.txt'       => '',
     'blank-first.txt' => "\nhidden-secret-4c6e8a0b2d\n",
     'too-long.txt'    => ('L' x 5000) . "\n",
+    'newline.txt'     => "\n",
+    'crlf-only.txt'   => "\r\n",
+    'openai-key.txt'  => "sk-from-file-9b1d3f5a7c\n",
 );
 for my $name (keys %files) {
     open my $fh, '>', "$dir/$name" or die "$dir/$name: $!";
@@ -1018,3 +1021,225 @@ Content-Type: application/x-www-form-urlencoded
 voice: webhook request has no X-Twilio-Signature
 --- no_error_log
 [error]
+
+
+
+=== TEST 58: voice_media_stream without voice_openai_api_key fails nginx -t, naming it
+# Issue 8: without a key the module still connected to OpenAI and sent
+# "Authorization: Bearer " with nothing after it.  Now a media stream
+# location without a key (after inheritance) is an [emerg] that names the
+# directive and where the location's voice_media_stream is.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ {
+    voice_media_stream;
+}
+--- must_die
+--- config_test
+--- error_log eval
+[qr/\[emerg\] .*"voice_openai_api_key" is required by "voice_media_stream" in \S+\/conf\/nginx\.conf:\d+/,
+ 'test failed']
+--- perl_check
+# the line named is the one of voice_media_stream
+open my $fh, '<', servroot() . '/conf/nginx.conf' or die $!;
+my @lines = <$fh>;
+close $fh;
+my ($line) = grep { $lines[$_ - 1] =~ /^\s*voice_media_stream;/ } 1 .. @lines;
+my ($named) = (stderr_since_start() . error_log_since_start()) =~ /"voice_media_stream" in [^:\s]+:(\d+)/;
+ok($line, 'voice_media_stream is in the written nginx.conf');
+is($named, $line, 'the [emerg] names the line of voice_media_stream');
+
+
+
+=== TEST 59: a key in a sibling location is not inherited by the media stream location
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /other/ {
+    voice_openai_api_key sk-test-key;
+    return 204;
+}
+location /media-stream/ { voice_media_stream; }
+--- must_die
+--- config_test
+--- error_log eval
+qr/\[emerg\] .*"voice_openai_api_key" is required by "voice_media_stream"/
+
+
+
+=== TEST 60: a key at http level is inherited: nginx -t passes
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key sk-http-level-3e5g7i9k;
+--- config
+location = /incoming-call { voice_incoming_call; }
+location /media-stream/ { voice_media_stream; }
+--- config_test
+--- no_error_log
+voice_openai_api_key
+sk-http-level-3e5g7i9k
+[emerg]
+
+
+
+=== TEST 61: a key at server level is inherited: nginx -t passes
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+voice_openai_api_key sk-server-level-4f6h8j0l;
+location /media-stream/ { voice_media_stream; }
+--- config_test
+--- no_error_log
+voice_openai_api_key
+sk-server-level-4f6h8j0l
+[emerg]
+
+
+
+=== TEST 62: an env: key whose variable is empty fails the same way
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+voice_openai_api_key env:VOICE_TEST_EMPTY_KEY;
+--- config
+location /media-stream/ { voice_media_stream; }
+--- env
+VOICE_TEST_EMPTY_KEY=
+--- must_die
+--- config_test
+--- error_log
+[emerg]
+"voice_openai_api_key": environment variable "VOICE_TEST_EMPTY_KEY" is not set or empty
+
+
+
+=== TEST 63: an env: key whose variable is not set fails the same way
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_api_key env:VOICE_TEST_UNSET_KEY;
+}
+--- env
+!VOICE_TEST_UNSET_KEY
+--- must_die
+--- config_test
+--- error_log
+[emerg]
+"voice_openai_api_key": environment variable "VOICE_TEST_UNSET_KEY" is not set or empty
+
+
+
+=== TEST 64: a file: key naming an empty file fails the same way
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_api_key file:$TEST_NGINX_SERVROOT/secrets/empty.txt;
+}
+--- must_die
+--- config_test
+--- error_log
+[emerg]
+"voice_openai_api_key": secret file "$TEST_NGINX_SERVROOT/secrets/empty.txt" has an empty first line
+
+
+
+=== TEST 65: a file: key whose file is one newline fails the same way (the line ending is no key)
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_api_key file:$TEST_NGINX_SERVROOT/secrets/newline.txt;
+}
+--- must_die
+--- config_test
+--- error_log
+[emerg]
+"voice_openai_api_key": secret file "$TEST_NGINX_SERVROOT/secrets/newline.txt" has an empty first line
+
+
+
+=== TEST 66: a file: key whose file is one CRLF fails the same way
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_api_key file:$TEST_NGINX_SERVROOT/secrets/crlf-only.txt;
+}
+--- must_die
+--- config_test
+--- error_log
+[emerg]
+"voice_openai_api_key": secret file "$TEST_NGINX_SERVROOT/secrets/crlf-only.txt" has an empty first line
+
+
+
+=== TEST 67: an empty literal key fails the same way
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_api_key "";
+}
+--- must_die
+--- config_test
+--- error_log
+[emerg]
+"voice_openai_api_key" must not be empty
+
+
+
+=== TEST 68: a file: key with a key in it passes nginx -t, and is not shown
+# The control for the blocks above: what fails them is the empty key.
+--- http_config
+voice_token_zone voice_tokens:1m;
+voice_twilio_auth_token 12345;
+voice_public_url https://voice.example.com;
+voice_openai_url wss://127.0.0.1:1/v1/realtime;
+--- config
+location /media-stream/ {
+    voice_media_stream;
+    voice_openai_api_key file:$TEST_NGINX_SERVROOT/secrets/openai-key.txt;
+}
+--- config_test
+--- no_error_log
+sk-from-file-9b1d3f5a7c
+voice_openai_api_key
+[emerg]

@@ -249,6 +249,82 @@ sub refused {
     still_valid($token, $c{name});
 }
 
+# --- redaction (issue 8): a token is cut to its first 4 characters + "..."
+
+# Every error.log line from a point on, debug lines too.
+sub log_lines_from {
+    my ($mark) = @_;
+    open my $fh, '<', servroot() . '/logs/error.log' or return ();
+    seek $fh, $mark, 0;
+    local $/;
+    return split /\n/, <$fh> // '';
+}
+
+# The access log from a point on (the harness's "combined" format: $request).
+sub access_mark { -s servroot() . '/logs/access.log' || 0 }
+sub access_from {
+    my ($mark) = @_;
+    open my $fh, '<', servroot() . '/logs/access.log' or return '';
+    seek $fh, $mark, 0;
+    local $/;
+    return <$fh> // '';
+}
+
+# A path (or request target) as the module leaves it in the request line:
+# each run of 43 or more base64url characters cut to its first 4 and "...".
+sub redacted {
+    my ($s) = @_;
+    $s =~ s/([A-Za-z0-9_-]{43,})/substr($1, 0, 4) . '...'/ge;
+    return $s;
+}
+
+# The log lines since $mark that show a secret: lines above debug level,
+# and the module's own lines ("voice: ...") at any level.  (nginx's own
+# debug lines, written before the module's handler runs or from r->uri,
+# still carry it: README, "Known limits".)
+sub leaks {
+    my ($mark, @secrets) = @_;
+    return grep { my $l = $_; ($l !~ /\[debug\]/ or $l =~ /voice: /)
+                              and grep { index($l, $_) >= 0 } @secrets }
+           log_lines_from($mark);
+}
+
+# One refused upgrade: a fresh token, the request (path with T standing for
+# the token, the signature over exactly that path unless told otherwise),
+# 403 and one [warn] line matching $why whose request context carries the
+# redacted path; the token in no line of the error or access log; then the
+# token opens a stream.
+sub refused_redacted {
+    my (%c) = @_;
+    my $token = mint();
+    (my $path = $c{path}) =~ s/T/$token/g;
+    (my $query = $c{query} // '') =~ s/T/$token/g;
+    my $mark = log_mark();
+    my $amark = access_mark();
+    my %req = (path => $path, query => $query, %{$c{req} // {}});
+    my ($r) = exchange(upgrade(%req));
+    is($r->{status}, 403, "$c{name}: 403") or diag($r->{head} // 'no response');
+    my @warn = grep { /\[warn\] .*voice: / } log_lines_from($mark);
+    is(scalar @warn, 1, "$c{name}: one [warn] line") or diag(join "\n", @warn);
+    like($warn[0] // '', $c{why}, "$c{name}: it says why");
+    my $line = redacted("GET $path$query HTTP/1.1");
+    like($warn[0] // '', qr/, request: "\Q$line\E", host: "voice\.example\.com"$/,
+         "$c{name}: its request is $line");
+    my @leaks = leaks($mark, $token);
+    is(scalar @leaks, 0, "$c{name}: the token is in no log line")
+        or diag($leaks[0]);
+    # (the access log line is written as the request is freed)
+    my $access = '';
+    for (1 .. 50) {
+        $access = access_from($amark);
+        last if $access =~ /"GET [^\n]* 403 /;
+        Time::HiRes::sleep(0.02);
+    }
+    like($access, qr/"\Q$line\E" 403 /, "$c{name}: the access log has the redacted request");
+    unlike($access, qr/\Q$token\E/, "$c{name}: and not the token");
+    still_valid($token, $c{name});
+}
+
 run_tests();
 
 __DATA__
@@ -694,3 +770,101 @@ my ($r) = exchange(upgrade(token => mint(), set => { Connection => 'keep-alive' 
 is($r->{status}, 101, 'Connection: keep-alive + Connection: Upgrade: 101');
 --- no_error_log eval
 [qr/\[error\](?!.* to OpenAI )/]
+
+
+
+=== TEST 16: the two accepted paths: the prefix, a token, and at most one "/"
+# Issue 8: the path is exactly the location's prefix and a 43-character
+# token, with at most one trailing "/".  The signature check always took
+# "/media-stream/TOKEN/", but the token was then read as the empty last
+# segment, so such a call could never succeed.  Both forms are accepted,
+# and even the accepted stream's log lines carry the token cut short.
+--- perl_check
+my $mark = log_mark();
+my ($plain, $slashed) = (mint(), mint());
+my ($r) = exchange(upgrade(token => $plain));
+is_accepted($r, '/media-stream/TOKEN');
+($r) = exchange(upgrade(path => "/media-stream/$slashed/"));
+is_accepted($r, '/media-stream/TOKEN/');
+my @accepted = grep { /\[info\] .*voice: media stream accepted for call CA[0-9a-f]{32}/ }
+               log_lines_from($mark);
+is(scalar @accepted, 2, 'two [info] lines: media stream accepted');
+like($accepted[0] // '', qr/, request: "GET \/media-stream\/\Q${\ substr($plain, 0, 4)}\E\.\.\. HTTP\/1\.1"/,
+     'the first names its request with the token cut to 4 characters and "..."');
+like($accepted[1] // '', qr/, request: "GET \/media-stream\/\Q${\ substr($slashed, 0, 4)}\E\.\.\.\/ HTTP\/1\.1"/,
+     'the second too, its trailing "/" kept');
+my @leaks = leaks($mark, $plain, $slashed);
+is(scalar @leaks, 0, 'neither token is in a log line') or diag($leaks[0]);
+for my $t ($plain, $slashed) {
+    ($r) = exchange(upgrade(path => "/media-stream/$t/"));
+    is($r->{status}, 403, 'each token is spent: the other form of its path gets 403');
+}
+--- error_log eval
+qr/\[warn\] .*voice: media stream upgrade rejected: token already used/
+--- no_error_log eval
+[qr/\[error\](?!.* to OpenAI )/, 'token unknown', qr/not the location's prefix/]
+
+
+
+=== TEST 17: a path other than prefix + token [+ "/"]: 403, the token in no log line, and not spent
+# Issue 8: "GET /media-stream/TOKEN/x" was refused with a [warn] line whose
+# request context carried the whole token, which still opened a stream
+# afterwards.  Each request below is signed over its own path, so only the
+# path rule (or the query check) refuses it; the [warn] line's request, and
+# the access log's, show the token as its first 4 characters and "...".
+--- perl_check
+my $rule = qr/voice: media stream upgrade rejected: the path is not the location's prefix followed by a token/;
+my $query = qr/voice: media stream upgrade rejected: query string in the request/;
+refused_redacted(name => 'TOKEN/x', path => '/media-stream/T/x', why => $rule);
+refused_redacted(name => 'TOKEN//', path => '/media-stream/T//', why => $rule);
+refused_redacted(name => 'x/TOKEN', path => '/media-stream/x/T', why => $rule);
+refused_redacted(name => 'x/TOKEN/', path => '/media-stream/x/T/', why => $rule);
+refused_redacted(name => '/TOKEN (empty segment before it)', path => '/media-stream//T', why => $rule);
+refused_redacted(name => 'TOKEN.json', path => '/media-stream/T.json', why => $rule);
+refused_redacted(name => 'TOKEN-x (a longer run)', path => '/media-stream/T-x', why => $rule);
+refused_redacted(name => 'TOKEN/TOKEN', path => '/media-stream/T/T', why => $rule);
+refused_redacted(name => 'TOKEN?x=1', path => '/media-stream/T', query => '?x=1', why => $query);
+refused_redacted(name => 'TOKEN?t=TOKEN', path => '/media-stream/T', query => '?t=T', why => $query);
+refused_redacted(name => 'TOKEN/?', path => '/media-stream/T/', query => '?', why => $query);
+# the signature and token checks log through the same request context
+refused_redacted(name => 'TOKEN/ with a wrong signature', path => '/media-stream/T/',
+                 req => { sig => 'x' x 28 },
+                 why => qr/voice: media stream upgrade rejected: X-Twilio-Signature does not match/);
+refused_redacted(name => 'TOKEN without a signature', path => '/media-stream/T',
+                 req => { no_sig => 1 },
+                 why => qr/voice: media stream upgrade rejected: no X-Twilio-Signature/);
+--- no_error_log eval
+[qr/\[error\](?!.* to OpenAI )/, 'token unknown', 'token already used']
+
+
+
+=== TEST 18: anything token-shaped in the path is cut, whatever it is; shorter runs are kept
+# Not only the real token: every run of 43 or more base64url characters in
+# the request line, wherever it is.  A run of 42 is not token-shaped.
+--- perl_check
+my @c = ('A' .. 'Z', 'a' .. 'z', 0 .. 9, '-', '_');
+my $rnd = sub { join '', map { $c[rand @c] } 1 .. $_[0] };
+my ($t43, $t60, $t42, $q43) = ($rnd->(43), $rnd->(60), $rnd->(42), $rnd->(43));
+my @cases = (
+    ['a 43-character segment, then more', "/media-stream/$t43/x", undef],
+    ['a 60-character segment in the middle', "/media-stream/a/$t60/b", undef],
+    ['a 43-character run in the query', "/media-stream/x", "?a=$q43"],
+);
+for my $c (@cases) {
+    my ($name, $path, $q) = @$c;
+    my $mark = log_mark();
+    my ($r) = exchange(upgrade(path => $path, query => $q // ''));
+    is($r->{status}, 403, "$name: 403");
+    my ($warn) = grep { /\[warn\] .*voice: / } log_lines_from($mark);
+    my $line = redacted("GET $path" . ($q // '') . ' HTTP/1.1');
+    like($warn // '', qr/, request: "\Q$line\E"/, "$name: the request is $line");
+    is(scalar(leaks($mark, $t43, $t60, $q43)), 0, "$name: the run is in no log line");
+}
+my $mark = log_mark();
+my ($r) = exchange(upgrade(path => "/media-stream/$t42"));
+is($r->{status}, 403, '42 characters: 403 (not a token)');
+my ($warn) = grep { /\[warn\] .*voice: / } log_lines_from($mark);
+like($warn // '', qr/, request: "GET \/media-stream\/\Q$t42\E HTTP\/1\.1"/,
+     '42 characters are not token-shaped: kept as they are');
+--- no_error_log eval
+[qr/\[error\]/, 'token unknown']
