@@ -59,12 +59,14 @@ ifneq ($(NGINX_VERSION),)
     $(error SANITIZE builds Debian's nginx 1.22.1: no NGINX_VERSION with it)
   endif
   # nginx.org's release, unpacked by util/fetch-nginx-release, built
-  # whole with the modules of Debian's stock nginx; the module beside it.
+  # whole (--with-compat) with the modules of Debian's stock nginx-dev
+  # tree, optimised and hardened as Debian builds it; the module beside it.
   NGINX_SRC := $(BUILD)/nginx-$(NGINX_VERSION)
   MODULE    := $(BUILD)/nginx-$(NGINX_VERSION)-module/ngx_voice_module.so
   NGX_CONF_MODULES := --with-pcre-jit --with-http_realip_module \
         --with-http_auth_request_module --with-http_v2_module \
         --with-http_dav_module --with-http_slice_module
+  NGX_OPT   := -O2 $(HARDEN)
   export TEST_NGINX_BINARY := $(NGINX_SRC)/objs/nginx
 endif
 
@@ -105,7 +107,7 @@ else
 NGX_CONF_ARGS := --with-compat --with-debug \
         --with-http_ssl_module --with-http_stub_status_module \
         --with-threads $(NGX_CONF_MODULES) \
-        --with-cc-opt="-g -O1 -fPIC $(SAN_FLAGS) $(SAN_DEFS) $(filter-out -Werror,$(WARN))" \
+        --with-cc-opt="-g $(or $(NGX_OPT),-O1) -fPIC $(SAN_FLAGS) $(SAN_DEFS) $(filter-out -Werror,$(WARN))" \
         --with-ld-opt="$(SAN_FLAGS)" \
         --add-dynamic-module=$(TOP)
 
@@ -132,8 +134,10 @@ endif
 $(BUILD)/asan/nginx-1.22.1/configure:
 	util/fetch-nginx-source $(BUILD)/asan
 
+ifneq ($(NGINX_VERSION),)
 $(BUILD)/nginx-$(NGINX_VERSION)/configure:
 	util/fetch-nginx-release $(NGINX_VERSION) $(BUILD)
+endif
 
 deps:
 	@util/install-deps build
