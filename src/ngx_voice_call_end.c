@@ -171,13 +171,6 @@ ngx_voice_call_finish(ngx_voice_call_t *call)
     r = call->request;
     c = r->connection;
 
-    /*
-     * Bytes the peer sent after its close frame may still be unread:
-     * closing now would reset the connection, and the peer could lose
-     * our close frame.  nginx shuts down writing and drains them first.
-     */
-    r->lingering_close = 1;
-
     /* the request, and the call with it, is freed here */
     ngx_http_finalize_request(r, NGX_DONE);
     ngx_http_run_posted_requests(c);
