@@ -13,10 +13,19 @@
 #                   spaces, peer text escaped before it is logged)
 #   NGINX_SRC=/path/to/nginx-x.y.z make
 #                   build against any nginx source tree (--with-compat)
+#   make bench      the load rig, 100 calls for 20 s: one JSON line
+#   make soak       200 calls for 10 minutes, then the leak checks
 #   make fuzz       build the libFuzzer harnesses (clang, ASan+UBSan) and
 #                   run each for FUZZ_SECONDS (7) on its seed corpus
 #   make fuzz FUZZ_SECONDS=600 FUZZERS="twilio realtime"
 #                   a long run, of some harnesses only
+#   make image-test build the image with podman and run it (health check,
+#                   webhooks, graceful stop); validates compose and fly.toml
+#   make compose-check
+#                   docker-compose.yml (docker-compose config) and fly.toml
+#   make tunnel-quick
+#                   a cloudflared quick tunnel to :$(PORT) (prints its URL)
+#   make deploy     fly deploy (fly.toml);  make logs: fly logs
 
 SHELL      := /bin/bash
 TOP        := $(CURDIR)
@@ -75,7 +84,13 @@ OWN_NGINX  := $(if $(SANITIZE)$(NGINX_VERSION),yes)
 
 export TEST_NGINX_MODULE := $(MODULE)
 
-.PHONY: all build deps test-deps run test valgrind check-style fuzz clean
+RIG        := $(BUILD)/voice-rig
+RIG_SRC    := $(wildcard bench/*.c bench/*.h)
+SOAK_ARGS  ?=
+
+.PHONY: all build deps test-deps run test valgrind check-style fuzz clean \
+        image-test compose-check tunnel-quick deploy logs \
+        bench-deps bench bench-smoke soak
 
 all: build
 
@@ -153,12 +168,45 @@ test: test-deps
 	prove -I t/lib $(PROVE_ARGS)
 	cd twilio && node --test
 
+# A whole call on this machine with no accounts (demo/run): nginx with the
+# module and conf/ngx_voice.conf, a stand-in for OpenAI on TLS, a simulated
+# Twilio caller; prints the timeline, writes demo/call.wav and call.png.
+.PHONY: demo
+demo:
+	@util/install-deps demo
+	$(MAKE) build
+	demo/run
+
 # the call tests with nginx under valgrind's memcheck
 valgrind: test-deps
 	$(MAKE) build
 	TEST_NGINX_USE_VALGRIND=1 prove -I t/lib \
 	    $(if $(filter-out t/,$(PROVE_ARGS)),$(PROVE_ARGS),t/1*.t)
 
+# the load rig (bench/): libwebsockets, OpenSSL
+$(RIG): $(RIG_SRC)
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -g $(WARN) $(HARDEN) $$(pkg-config --cflags libwebsockets) \
+	    -o $@.tmp $(filter %.c,$(RIG_SRC)) \
+	    $$(pkg-config --libs libwebsockets) -lssl -lcrypto && mv -f $@.tmp $@
+
+bench-deps:
+	@util/install-deps bench
+
+# 100 calls for 20 s, worker and rig on different cores: one JSON line
+bench: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/run --calls 100 --seconds 20
+
+# 5 calls for 3 s: the rig's own check, also run by t/120-rig.t
+bench-smoke: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/run --calls 5 --seconds 3 --floor-seconds 1
+
+# 200 calls for 10 minutes on the plain build (SOAK_ARGS="--seconds 60")
+soak: bench-deps
+	@$(MAKE) --no-print-directory -s build $(RIG)
+	@bench/soak $(SOAK_ARGS)
 # util/check-style checks itself on fixture files first
 check-style:
 	util/check-style --self-test >/dev/null || util/check-style --self-test
@@ -168,6 +216,26 @@ check-style:
 fuzz:
 	util/build-fuzz
 	util/run-fuzz $(FUZZ_SECONDS) $(FUZZERS)
+
+# the image, compose and Fly (README.md: "Docker and compose", "Fly.io")
+image-test: compose-check
+	@util/install-deps image
+	$(if $(filter 0,$(shell id -u)),,sudo) util/image-test
+
+compose-check:
+	util/compose-check
+
+# each checks for its tool (and account) first and names what is missing
+FLYCTL = $(shell command -v flyctl || command -v fly)
+
+tunnel-quick:
+	@command -v cloudflared >/dev/null || { echo "make tunnel-quick: cloudflared not found; install it from https://developers.cloudflare.com/cloudflare-one/connections/connect-networks/downloads/" >&2; exit 1; }
+	cloudflared tunnel --no-autoupdate --url http://localhost:$(PORT)
+
+deploy logs:
+	@test -n "$(FLYCTL)" || { echo "make $@: flyctl not found; install it from https://fly.io/docs/flyctl/install/" >&2; exit 1; }
+	@$(FLYCTL) auth whoami >/dev/null 2>&1 || { echo "make $@: not logged in to Fly.io; run $(notdir $(FLYCTL)) auth login" >&2; exit 1; }
+	$(FLYCTL) $(if $(filter deploy,$@),deploy,logs)
 
 clean:
 	rm -rf $(BUILD) t/servroot*

@@ -214,6 +214,7 @@ ngx_voice_call_log_handler(ngx_log_t *log, u_char *buf, size_t len)
 static ngx_int_t
 ngx_voice_call_init_twilio(ngx_voice_call_t *call)
 {
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
     ngx_voice_twilio_t  *tw;
 
@@ -234,6 +235,20 @@ ngx_voice_call_init_twilio(ngx_voice_call_t *call)
 
     r->read_event_handler = ngx_voice_call_twilio_read;
     r->write_event_handler = ngx_voice_call_twilio_write;
+
+    /*
+     * nginx's handlers of the connection (ngx_http_request_handler())
+     * run behind ours, which keeps worker_shutdown_timeout from cutting
+     * the call: see ngx_voice_call_twilio_event()
+     */
+
+    c = r->connection;
+
+    call->http_read = c->read->handler;
+    call->http_write = c->write->handler;
+
+    c->read->handler = ngx_voice_call_twilio_event;
+    c->write->handler = ngx_voice_call_twilio_event;
 
     return NGX_OK;
 }

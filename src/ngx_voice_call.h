@@ -60,9 +60,13 @@ typedef enum {
 } ngx_voice_end_e;
 
 
-/* the model's last words, held until it is known whether they were cut */
+/*
+ * An utterance of the model's, held until it is known whether it was cut:
+ * as many as the playback tracks items (generation runs ahead of playback).
+ */
 typedef struct {
     ngx_uint_t                   pending;
+    ngx_uint_t                   seq;            /* the order they came in */
     u_char                       item_id[NGX_VOICE_ID_MAX];
     size_t                       item_id_len;
     u_char                       previous[NGX_VOICE_ID_MAX];
@@ -97,6 +101,8 @@ typedef struct {
     ngx_voice_transcript_file_t *transcript;
 
     ngx_voice_twilio_t           twilio;
+    ngx_event_handler_pt         http_read;      /* nginx's, run behind */
+    ngx_event_handler_pt         http_write;     /* ours: see call_io.c */
     ngx_voice_upstream_t         upstream;
     ngx_voice_realtime_t         openai;
     ngx_voice_playback_t         playback;
@@ -125,7 +131,8 @@ typedef struct {
     /* the phone agent: how a tool ended the call, the words held */
     u_char                       outcome[NGX_VOICE_OUTCOME_MAX];
     size_t                       outcome_len;
-    ngx_voice_call_said_t        said;
+    ngx_voice_call_said_t        said[NGX_VOICE_ITEMS];
+    ngx_uint_t                   said_seq;
     ngx_voice_call_cut_t         cuts[NGX_VOICE_CALL_CUTS];  /* a ring */
     ngx_uint_t                   ncuts;
 

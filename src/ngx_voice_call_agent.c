@@ -36,7 +36,10 @@ static ngx_int_t ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
 static ngx_int_t ngx_voice_call_agent_end(ngx_voice_call_t *call,
     ngx_voice_tool_call_t *tc, ngx_str_t *outcome);
 static void ngx_voice_call_agent_drained(ngx_event_t *ev);
-static ngx_uint_t ngx_voice_call_agent_was_cut(ngx_voice_call_t *call);
+static ngx_uint_t ngx_voice_call_agent_was_cut(ngx_voice_call_t *call,
+    ngx_voice_call_said_t *said);
+static ngx_voice_call_said_t *ngx_voice_call_free_said(
+    ngx_voice_call_t *call);
 static ngx_uint_t ngx_voice_call_agent_is(ngx_voice_tool_call_t *tc,
     const char *name);
 
@@ -182,7 +185,7 @@ ngx_voice_call_agent_refuse(ngx_voice_call_t *call,
     u_char     *p;
     size_t      len;
     ngx_str_t   output;
-    u_char      buf[256];
+    u_char      buf[1024];
 
     /* the texts are constants, well within the buffer once escaped */
     len = ngx_min(ngx_strlen(error), (sizeof(buf) - 16) / 6);
@@ -263,9 +266,7 @@ ngx_voice_call_agent_played(ngx_voice_call_t *call)
 
     /* all that was said was heard: nothing of it can be cut any more */
 
-    if (call->said.pending) {
-        ngx_voice_call_write_said(call, NULL);
-    }
+    ngx_voice_call_write_all_said(call);
 
     if (call->agent_ending && !call->closing) {
         if (call->drain_timer.timer_set) {
@@ -301,8 +302,9 @@ void
 ngx_voice_call_agent_cut(ngx_voice_call_t *call, ngx_voice_truncation_t *cut,
     ngx_uint_t n)
 {
-    ngx_uint_t             i;
-    ngx_voice_call_cut_t  *c;
+    ngx_uint_t              i;
+    ngx_voice_call_cut_t   *c;
+    ngx_voice_call_said_t  *said;
 
     if (call->transcript == NULL) {
         return;
@@ -318,19 +320,24 @@ ngx_voice_call_agent_cut(ngx_voice_call_t *call, ngx_voice_truncation_t *cut,
         c->sent_ms = cut[i].sent_ms;
     }
 
-    if (!call->said.pending) {
-        return;
-    }
+    /*
+     * Each utterance held is written, oldest first: with the cut of its
+     * own item, or whole if its item was not cut (it had played out).
+     */
 
-    for (i = 0; i < n; i++) {
-        if (cut[i].item_id.len == call->said.item_id_len
-            && ngx_memcmp(cut[i].item_id.data, call->said.item_id,
-                          call->said.item_id_len)
-               == 0)
-        {
-            ngx_voice_call_write_said(call, &cut[i]);
-            return;
+    while ((said = ngx_voice_call_oldest_said(call)) != NULL) {
+
+        for (i = 0; i < n; i++) {
+            if (cut[i].item_id.len == said->item_id_len
+                && ngx_memcmp(cut[i].item_id.data, said->item_id,
+                              said->item_id_len)
+                   == 0)
+            {
+                break;
+            }
         }
+
+        ngx_voice_call_write_said(call, said, i < n ? &cut[i] : NULL);
     }
 }
 
@@ -360,11 +367,7 @@ ngx_voice_call_agent_transcript(ngx_voice_call_t *call, ngx_uint_t assistant,
 
     /* the model's words wait until it is known whether they were cut */
 
-    said = &call->said;
-
-    if (said->pending) {
-        ngx_voice_call_write_said(call, NULL);
-    }
+    said = ngx_voice_call_free_said(call);
 
     if (said->text == NULL) {
         said->text = ngx_pnalloc(call->request->pool,
@@ -380,23 +383,48 @@ ngx_voice_call_agent_transcript(ngx_voice_call_t *call, ngx_uint_t assistant,
     ngx_memcpy(said->previous, previous->data, said->previous_len);
     said->text_len = ngx_min(text->len, NGX_VOICE_TRANSCRIPT_LINE_MAX);
     ngx_memcpy(said->text, text->data, said->text_len);
+    said->seq = call->said_seq++;
     said->pending = 1;
 
-    if (ngx_voice_call_agent_was_cut(call)) {
+    if (ngx_voice_call_agent_was_cut(call, said)) {
         return NGX_OK;
     }
 
     if (!ngx_voice_playback_is_playing(&call->playback)) {
-        ngx_voice_call_write_said(call, NULL);
+        ngx_voice_call_write_all_said(call);
     }
 
     return NGX_OK;
 }
 
 
+/*
+ * A place for one more utterance: more than the playback tracks cannot
+ * all be playing, so the oldest is then written as heard whole.
+ */
+static ngx_voice_call_said_t *
+ngx_voice_call_free_said(ngx_voice_call_t *call)
+{
+    ngx_uint_t              i;
+    ngx_voice_call_said_t  *said;
+
+    for (i = 0; i < NGX_VOICE_ITEMS; i++) {
+        if (!call->said[i].pending) {
+            return &call->said[i];
+        }
+    }
+
+    said = ngx_voice_call_oldest_said(call);
+    ngx_voice_call_write_said(call, said, NULL);
+
+    return said;
+}
+
+
 /* the transcript of an item cut before it came: written as cut */
 static ngx_uint_t
-ngx_voice_call_agent_was_cut(ngx_voice_call_t *call)
+ngx_voice_call_agent_was_cut(ngx_voice_call_t *call,
+    ngx_voice_call_said_t *said)
 {
     ngx_uint_t              i;
     ngx_voice_call_cut_t   *c;
@@ -405,9 +433,8 @@ ngx_voice_call_agent_was_cut(ngx_voice_call_t *call)
     for (i = 0; i < NGX_VOICE_CALL_CUTS && i < call->ncuts; i++) {
         c = &call->cuts[i];
 
-        if (c->item_id_len == call->said.item_id_len
-            && ngx_memcmp(c->item_id, call->said.item_id, c->item_id_len)
-               == 0)
+        if (c->item_id_len == said->item_id_len
+            && ngx_memcmp(c->item_id, said->item_id, c->item_id_len) == 0)
         {
             ngx_memzero(&cut, sizeof(ngx_voice_truncation_t));
             cut.item_id.data = c->item_id;
@@ -415,7 +442,7 @@ ngx_voice_call_agent_was_cut(ngx_voice_call_t *call)
             cut.played_ms = c->played_ms;
             cut.sent_ms = c->sent_ms;
 
-            ngx_voice_call_write_said(call, &cut);
+            ngx_voice_call_write_said(call, said, &cut);
             return 1;
         }
     }

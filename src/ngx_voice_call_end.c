@@ -178,8 +178,9 @@ ngx_voice_call_finish(ngx_voice_call_t *call)
 
 
 /*
- * nginx terminated the request itself: worker_shutdown_timeout (c->close)
- * or a client abort.  Close frames go out as far as the sockets take them.
+ * nginx terminated the request itself (worker_shutdown_timeout is handled
+ * before: see ngx_voice_call_twilio_event()).  Close frames go out as far
+ * as the sockets take them.
  */
 void
 ngx_voice_call_cleanup(void *data)
@@ -253,9 +254,7 @@ ngx_voice_call_release(ngx_voice_call_t *call)
     ngx_voice_metrics_call(-1);
     ngx_voice_metric_inc(calls[call->end_code]);
 
-    if (call->said.pending) {
-        ngx_voice_call_write_said(call, NULL);
-    }
+    ngx_voice_call_write_all_said(call);
 
     ngx_voice_call_log_end(call);
 
@@ -273,19 +272,51 @@ ngx_voice_call_release(ngx_voice_call_t *call)
 
 
 void
-ngx_voice_call_write_said(ngx_voice_call_t *call, ngx_voice_truncation_t *cut)
+ngx_voice_call_write_all_said(ngx_voice_call_t *call)
+{
+    ngx_voice_call_said_t  *said;
+
+    while ((said = ngx_voice_call_oldest_said(call)) != NULL) {
+        ngx_voice_call_write_said(call, said, NULL);
+    }
+}
+
+
+ngx_voice_call_said_t *
+ngx_voice_call_oldest_said(ngx_voice_call_t *call)
+{
+    ngx_uint_t              i;
+    ngx_voice_call_said_t  *oldest;
+
+    oldest = NULL;
+
+    for (i = 0; i < NGX_VOICE_ITEMS; i++) {
+        if (call->said[i].pending
+            && (oldest == NULL || call->said[i].seq < oldest->seq))
+        {
+            oldest = &call->said[i];
+        }
+    }
+
+    return oldest;
+}
+
+
+void
+ngx_voice_call_write_said(ngx_voice_call_t *call, ngx_voice_call_said_t *said,
+    ngx_voice_truncation_t *cut)
 {
     ngx_str_t                     item_id, previous, text;
     ngx_voice_transcript_line_t   line;
 
-    call->said.pending = 0;
+    said->pending = 0;
 
-    item_id.data = call->said.item_id;
-    item_id.len = call->said.item_id_len;
-    previous.data = call->said.previous;
-    previous.len = call->said.previous_len;
-    text.data = call->said.text;
-    text.len = call->said.text_len;
+    item_id.data = said->item_id;
+    item_id.len = said->item_id_len;
+    previous.data = said->previous;
+    previous.len = said->previous_len;
+    text.data = said->text;
+    text.len = said->text_len;
 
     ngx_memzero(&line, sizeof(ngx_voice_transcript_line_t));
 

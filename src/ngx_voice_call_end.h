@@ -46,7 +46,13 @@ void ngx_voice_call_cleanup(void *data);
  * barge-in ("cut" says where), or heard whole ("cut" NULL).
  */
 void ngx_voice_call_write_said(ngx_voice_call_t *call,
-    ngx_voice_truncation_t *cut);
+    ngx_voice_call_said_t *said, ngx_voice_truncation_t *cut);
+
+/* every utterance still held, written as heard whole, oldest first */
+void ngx_voice_call_write_all_said(ngx_voice_call_t *call);
+
+/* the utterance held longest, or NULL */
+ngx_voice_call_said_t *ngx_voice_call_oldest_said(ngx_voice_call_t *call);
 
 /*
  * Adds what the call sent since the last time to the shared metrics:

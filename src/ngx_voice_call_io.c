@@ -21,8 +21,45 @@ static ngx_int_t ngx_voice_call_write_leg(ngx_voice_call_t *call,
     ngx_voice_peer_t *peer);
 static void ngx_voice_call_resume(ngx_voice_call_t *call,
     ngx_voice_peer_t *peer, ngx_voice_peer_t *other);
+static void ngx_voice_call_shutdown(ngx_voice_call_t *call,
+    ngx_connection_t *c);
 static void ngx_voice_call_twilio_ended(ngx_voice_call_t *call);
 static void ngx_voice_call_openai_ended(ngx_voice_call_t *call);
+
+
+/*
+ * When worker_shutdown_timeout fires, nginx sets c->close and c->error on
+ * every connection and calls its read handler; nginx's request handler
+ * would then terminate the request at once: close frames written as the
+ * sockets close, neither close handshake awaited, the caller's media left
+ * unread.  The call ends as any other instead: 1001 to both legs, their
+ * close handshakes awaited (bounded by the close timer), a [warn] line and
+ * the "call ended" line.
+ */
+void
+ngx_voice_call_twilio_event(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_voice_call_t    *call;
+    ngx_http_request_t  *r;
+
+    c = ev->data;
+    r = c->data;
+    call = ngx_http_get_module_ctx(r, ngx_voice_module);
+
+    if (c->close && ngx_exiting && !call->done) {
+        ngx_voice_call_shutdown(call, c);
+    }
+
+    /* c->close is left only where nginx terminates the request */
+
+    if (ev->write) {
+        call->http_write(ev);
+
+    } else {
+        call->http_read(ev);
+    }
+}
 
 
 void
@@ -38,8 +75,6 @@ ngx_voice_call_twilio_read(ngx_http_request_t *r)
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "voice: Twilio read event");
-
-    /* c->close (worker_shutdown_timeout) ends in ngx_voice_call_cleanup() */
 
     (void) ngx_voice_peer_read(&call->twilio.peer);
 
@@ -76,12 +111,7 @@ ngx_voice_call_openai_read(ngx_voice_upstream_t *u)
 
     if (u->peer.connection->close) {
         /* worker_shutdown_timeout reached the OpenAI leg first */
-        ngx_voice_call_set_reason(call, NGX_VOICE_END_SHUTDOWN,
-                                  "nginx is shutting down");
-        ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
-                           NGX_VOICE_WS_CLOSE_GOING, NULL);
-        ngx_voice_call_after_io(call);
-        return;
+        ngx_voice_call_shutdown(call, u->peer.connection);
     }
 
     (void) ngx_voice_peer_read(&call->openai.peer);
@@ -248,6 +278,33 @@ ngx_voice_call_backlogged(ngx_voice_call_t *call, ngx_voice_peer_t *other)
     }
 
     return other->pending > high;
+}
+
+
+/*
+ * nginx is shutting down and worker_shutdown_timeout has passed: each leg
+ * is told 1001 (going away), and Twilio goes on with the TwiML after
+ * <Connect>, voice_fallback_say.  The connection is ours to close: its
+ * close handshake is still read (the close timer bounds it).
+ */
+static void
+ngx_voice_call_shutdown(ngx_voice_call_t *call, ngx_connection_t *c)
+{
+    c->close = 0;
+    c->error = 0;
+
+    if (call->closing) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, call->log, 0,
+                  "voice: call ended: nginx is shutting down and "
+                  "worker_shutdown_timeout has passed");
+
+    ngx_voice_call_set_reason(call, NGX_VOICE_END_SHUTDOWN,
+                              "nginx is shutting down");
+    ngx_voice_call_end(call, NGX_VOICE_WS_CLOSE_GOING,
+                       NGX_VOICE_WS_CLOSE_GOING, "server shutting down");
 }
 
 

@@ -16,6 +16,12 @@
 #include "ngx_voice_call.h"
 
 
+/*
+ * The Twilio connection's event handler: nginx's, unless nginx is
+ * shutting down (worker_shutdown_timeout); then the call is ended
+ */
+void ngx_voice_call_twilio_event(ngx_event_t *ev);
+
 /* the Twilio request's event handlers */
 void ngx_voice_call_twilio_read(ngx_http_request_t *r);
 void ngx_voice_call_twilio_write(ngx_http_request_t *r);

@@ -29,8 +29,29 @@ static void ngx_voice_json_close(ngx_voice_json_path_t *path);
 static void *ngx_voice_json_malloc(void *ctx, size_t size);
 static void *ngx_voice_json_realloc(void *ctx, void *ptr, size_t size);
 static void ngx_voice_json_free_block(void *ctx, void *ptr);
+static ngx_int_t ngx_voice_json_piece(ngx_voice_json_t *js, u_char *data,
+    size_t len, ngx_uint_t first, ngx_uint_t last);
 static ngx_int_t ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data,
     size_t len);
+static ngx_int_t ngx_voice_json_fast(ngx_voice_json_t *js, u_char *p,
+    u_char *end);
+static u_char *ngx_voice_json_fast_string(u_char *p, u_char *end);
+static u_char *ngx_voice_json_fast_number(u_char *p, u_char *end);
+
+
+/*
+ * The fast path's subset of JSON: one object of objects, strings and
+ * integers, no escapes, ASCII only.  A message outside it goes to yajl.
+ */
+#define NGX_VOICE_JSON_FAST_TOKENS  40
+#define NGX_VOICE_JSON_FAST_DEPTH   4
+
+
+typedef struct {
+    u_char                       type;   /* { } k(ey) s(tring) n(umber) */
+    u_char                      *data;
+    size_t                       len;
+} ngx_voice_json_token_t;
 
 
 static yajl_callbacks  ngx_voice_json_callbacks = {
@@ -66,6 +87,8 @@ ngx_voice_json_init(ngx_voice_json_t *js,
     js->values = 0;
     js->stopped = 0;
     js->staged = 0;
+    js->failed = 0;
+    js->trailing = 0;
 
     js->handler = handler;
     js->data = data;
@@ -119,6 +142,49 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
 
     if (first) {
         js->values = 0;
+        js->trailing = 0;
+    }
+
+    if (js->failed) {
+        /* as yajl does after an error or a cancel */
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_voice_json_piece(js, data, len, first, last);
+
+    if (rc == NGX_OK && last
+        && (js->values != 1 || js->path.depth != 0 || js->trailing))
+    {
+        rc = NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        /*
+         * yajl may hold a part of what follows the message (an object
+         * still open, a token cut at its end): nothing more is parsed
+         */
+        js->failed = 1;
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_voice_json_piece(ngx_voice_json_t *js, u_char *data, size_t len,
+    ngx_uint_t first, ngx_uint_t last)
+{
+    ngx_int_t  rc;
+
+    if (first && last && js->staged == 0) {
+
+        /* a whole message, the usual case: the hot shapes go fast */
+
+        rc = ngx_voice_json_fast(js, data, data + len);
+
+        if (rc != NGX_AGAIN) {
+            return rc;
+        }
     }
 
     if (js->staged && (last || js->staged + len >= NGX_VOICE_JSON_STAGE)) {
@@ -130,17 +196,7 @@ ngx_voice_json_feed(ngx_voice_json_t *js, u_char *data, size_t len,
     }
 
     if (last || len >= NGX_VOICE_JSON_STAGE) {
-        rc = ngx_voice_json_parse(js, data, len);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        if (last && (js->values != 1 || js->path.depth != 0)) {
-            return NGX_DECLINED;
-        }
-
-        return NGX_OK;
+        return ngx_voice_json_parse(js, data, len);
     }
 
     if (js->stage == NULL) {
@@ -174,15 +230,323 @@ ngx_voice_json_flush(ngx_voice_json_t *js)
 static ngx_int_t
 ngx_voice_json_parse(ngx_voice_json_t *js, u_char *data, size_t len)
 {
-    yajl_status  st;
+    u_char       *p, *last;
+    yajl_status   st;
+
+    js->ended = 0;
 
     st = yajl_parse(js->handle, data, len);
 
-    if (st == yajl_status_client_canceled && js->stopped) {
-        return NGX_ABORT;
+    if (st != yajl_status_ok) {
+        return (st == yajl_status_client_canceled && js->stopped)
+               ? NGX_ABORT : NGX_DECLINED;
     }
 
-    return st == yajl_status_ok ? NGX_OK : NGX_DECLINED;
+    if (js->values) {
+
+        /*
+         * After the message's object only whitespace: anything else is
+         * not one object, even a token yajl keeps to finish later (a
+         * number, a string, a literal cut at the end), which it would
+         * take as the start of the next message.
+         */
+
+        last = data + len;
+
+        for (p = data + (js->ended ? js->end_offset : 0); p < last; p++) {
+            if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t') {
+                js->trailing = 1;
+                break;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+#define ngx_voice_json_fast_ws(p, end)                                       \
+    while (p < end && *p <= ' '                                              \
+           && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))          \
+    {                                                                        \
+        p++;                                                                 \
+    }
+
+#define ngx_voice_json_fast_token(t_, d_, l_)                                \
+    if (n == NGX_VOICE_JSON_FAST_TOKENS) {                                   \
+        return NGX_AGAIN;                                                    \
+    }                                                                        \
+    tokens[n].type = t_;                                                     \
+    tokens[n].data = d_;                                                     \
+    tokens[n].len = l_;                                                      \
+    n++
+
+
+/*
+ * A whole message in the fast path's subset is cut into tokens in one
+ * pass, then the tokens are handed to the same callbacks yajl would call,
+ * in the same order, with the same values: the handlers and the path see
+ * no difference.  Nothing is reported before the whole message is known
+ * to be in the subset, so anything else (escapes, non-ASCII bytes,
+ * fractions, true/false/null, arrays, deep nesting, more tokens, bad
+ * JSON) goes to yajl whole: NGX_AGAIN.  Otherwise NGX_OK; NGX_ABORT: a
+ * handler stopped it; NGX_DECLINED: a callback refused it.
+ *
+ * The UTF-8 of text frames is checked once, strictly (RFC 3629), by the
+ * WebSocket parser before any of this; yajl's own check of strings is
+ * laxer (it lets overlongs and surrogates through), and in the subset
+ * every byte is ASCII.
+ */
+static ngx_int_t
+ngx_voice_json_fast(ngx_voice_json_t *js, u_char *p, u_char *end)
+{
+    int                      ok;
+    u_char                  *q;
+    ngx_uint_t               n, i, depth;
+    ngx_voice_json_token_t  *t;
+    ngx_voice_json_token_t   tokens[NGX_VOICE_JSON_FAST_TOKENS];
+
+    n = 0;
+    depth = 0;
+
+    ngx_voice_json_fast_ws(p, end);
+
+    if (p == end || *p != '{') {
+        return NGX_AGAIN;
+    }
+
+    goto open;
+
+    for ( ;; ) {
+
+        /* after a value: a comma and the next key, or the end of an object */
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == '}') {
+            p++;
+            ngx_voice_json_fast_token('}', NULL, 0);
+
+            if (--depth == 0) {
+                break;
+            }
+
+            continue;
+        }
+
+        if (*p++ != ',') {
+            return NGX_AGAIN;
+        }
+
+    key:
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end || *p != '"') {
+            return NGX_AGAIN;
+        }
+
+        q = ngx_voice_json_fast_string(++p, end);
+        if (q == NULL) {
+            return NGX_AGAIN;
+        }
+
+        ngx_voice_json_fast_token('k', p, q - p);
+        p = q + 1;
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end || *p++ != ':') {
+            return NGX_AGAIN;
+        }
+
+        ngx_voice_json_fast_ws(p, end);
+
+        if (p == end) {
+            return NGX_AGAIN;
+        }
+
+        if (*p == '"') {
+            q = ngx_voice_json_fast_string(++p, end);
+            if (q == NULL) {
+                return NGX_AGAIN;
+            }
+
+            ngx_voice_json_fast_token('s', p, q - p);
+            p = q + 1;
+            continue;
+        }
+
+        if (*p == '{') {
+
+        open:
+
+            if (++depth > NGX_VOICE_JSON_FAST_DEPTH) {
+                return NGX_AGAIN;
+            }
+
+            p++;
+            ngx_voice_json_fast_token('{', NULL, 0);
+
+            ngx_voice_json_fast_ws(p, end);
+
+            if (p < end && *p == '}') {
+                /* an empty object: its end is read as after a value */
+                continue;
+            }
+
+            goto key;
+        }
+
+        q = ngx_voice_json_fast_number(p, end);
+        if (q == NULL) {
+            return NGX_AGAIN;
+        }
+
+        ngx_voice_json_fast_token('n', p, q - p);
+        p = q;
+    }
+
+    ngx_voice_json_fast_ws(p, end);
+
+    if (p != end) {
+        /* more than one value: yajl says so */
+        return NGX_AGAIN;
+    }
+
+    /* the message is in the subset: what yajl would report, in order */
+
+    for (i = 0; i < n; i++) {
+        t = &tokens[i];
+
+        switch (t->type) {
+
+        case '{':
+            ok = ngx_voice_json_start_map(js);
+            break;
+
+        case '}':
+            ok = ngx_voice_json_end_map(js);
+            break;
+
+        case 'k':
+            ok = ngx_voice_json_map_key(js, t->data, t->len);
+            break;
+
+        case 's':
+            ok = ngx_voice_json_string(js, t->data, t->len);
+            break;
+
+        default: /* 'n' */
+            ok = ngx_voice_json_number(js, (const char *) t->data, t->len);
+            break;
+        }
+
+        if (!ok) {
+            return js->stopped ? NGX_ABORT : NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The closing quote of a string with no escapes, no control characters
+ * and ASCII only, 8 bytes at a time: NULL for anything else.
+ */
+static u_char *
+ngx_voice_json_fast_string(u_char *p, u_char *end)
+{
+    uint64_t  w, q, b, hit;
+
+#define NGX_VOICE_JSON_ONES  0x0101010101010101ULL
+#define NGX_VOICE_JSON_HIGH  0x8080808080808080ULL
+
+    while (end - p >= 8) {
+        ngx_memcpy(&w, p, 8);
+
+        /* a byte that is '"', '\\', below 0x20 or above 0x7f */
+
+        q = w ^ (NGX_VOICE_JSON_ONES * '"');
+        b = w ^ (NGX_VOICE_JSON_ONES * '\\');
+
+        hit = (((q - NGX_VOICE_JSON_ONES) & ~q)
+               | ((b - NGX_VOICE_JSON_ONES) & ~b)
+               | ((w - NGX_VOICE_JSON_ONES * 0x20) & ~w)
+               | w)
+              & NGX_VOICE_JSON_HIGH;
+
+        if (hit) {
+#if (NGX_HAVE_LITTLE_ENDIAN && (__GNUC__ || __clang__))
+            /*
+             * The lowest byte flagged is one of them: a borrow only runs
+             * from a byte that is one to the bytes above it.
+             */
+            p += __builtin_ctzll(hit) >> 3;
+
+            return (*p == '"') ? p : NULL;
+#else
+            /* found in this word, byte by byte below */
+            break;
+#endif
+        }
+
+        p += 8;
+    }
+
+#undef NGX_VOICE_JSON_ONES
+#undef NGX_VOICE_JSON_HIGH
+
+    for ( /* void */ ; p < end; p++) {
+
+        if (*p == '"') {
+            return p;
+        }
+
+        if (*p == '\\' || *p < 0x20 || *p >= 0x80) {
+            return NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the end of an integer as JSON writes it (no leading zero): or NULL */
+static u_char *
+ngx_voice_json_fast_number(u_char *p, u_char *end)
+{
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p++ == '0') {
+        /* "0" alone */
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    /* a fraction, an exponent, a digit after "0" or the end: yajl's */
+
+    if (p == end || *p == '.' || *p == 'e' || *p == 'E'
+        || (*p >= '0' && *p <= '9'))
+    {
+        return NULL;
+    }
+
+    return p;
 }
 
 
@@ -291,6 +655,10 @@ ngx_voice_json_end_map(void *ctx)
     }
 
     js->values++;
+
+    /* where in yajl's piece the message ends (the fast path ignores it) */
+    js->ended = 1;
+    js->end_offset = yajl_get_bytes_consumed(js->handle);
 
     js->stopped = (js->handler->end(js->data) != NGX_OK);
 
@@ -419,42 +787,6 @@ ngx_voice_json_close(ngx_voice_json_path_t *path)
 }
 
 
-ngx_int_t
-ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
-    const char *k2, const char *k3)
-{
-    size_t       len;
-    ngx_uint_t   n, i;
-    const char  *keys[3];
-
-    keys[0] = k1;
-    keys[1] = k2;
-    keys[2] = k3;
-
-    n = k3 ? 3 : k2 ? 2 : 1;
-
-    if (path->depth != n) {
-        return 0;
-    }
-
-    for (i = 1; i <= n; i++) {
-        if (path->array & ((ngx_uint_t) 1 << i)) {
-            return 0;
-        }
-
-        len = ngx_strlen(keys[i - 1]);
-
-        if (path->key_len[i] != len
-            || ngx_memcmp(path->key[i], keys[i - 1], len) != 0)
-        {
-            return 0;
-        }
-    }
-
-    return 1;
-}
-
-
 /*
  * Audio goes verbatim into fixed JSON templates: anything but base64
  * there would let a peer write JSON of its choosing to the other one.
@@ -464,8 +796,28 @@ ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
 ngx_int_t
 ngx_voice_json_is_base64(const u_char *s, size_t len)
 {
-    size_t  i, pad;
-    u_char  c;
+    size_t       i, pad;
+    ngx_uint_t   bad;
+
+    /* 1 for every byte that is not in the alphabet (RFC 4648 4) */
+    static const u_char  not_b64[256] = {
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 0,      /* + / */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1,      /* 0-9 */
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,      /* A-O */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1,      /* P-Z */
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,      /* a-o */
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1,      /* p-z */
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+    };
 
     if (len % 4) {
         return 0;
@@ -477,17 +829,22 @@ ngx_voice_json_is_base64(const u_char *s, size_t len)
         pad = (s[len - 2] == '=') ? 2 : 1;
     }
 
-    for (i = 0; i < len - pad; i++) {
-        c = s[i];
+    len -= pad;
 
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-              || (c >= '0' && c <= '9') || c == '+' || c == '/'))
-        {
-            return 0;
-        }
+    /* no early exit: a quantum at a time, the table looked up once a byte */
+
+    bad = 0;
+
+    for (i = 0; i + 4 <= len; i += 4) {
+        bad |= not_b64[s[i]] | not_b64[s[i + 1]] | not_b64[s[i + 2]]
+               | not_b64[s[i + 3]];
     }
 
-    return 1;
+    for ( /* void */ ; i < len; i++) {
+        bad |= not_b64[s[i]];
+    }
+
+    return bad == 0;
 }
 
 

@@ -59,6 +59,10 @@ typedef struct {
     ngx_voice_json_mem_t             mem;
     ngx_uint_t                       values;   /* in this message */
     ngx_uint_t                       stopped;  /* by a handler */
+    ngx_uint_t                       failed;   /* nothing more parses */
+    ngx_uint_t                       trailing; /* more after the object */
+    ngx_uint_t                       ended;    /* in yajl's piece, at: */
+    size_t                           end_offset;
     u_char                          *stage;    /* small pieces, gathered */
     size_t                           staged;
     const ngx_voice_json_handler_t  *handler;
@@ -87,8 +91,45 @@ ngx_int_t ngx_voice_json_flush(ngx_voice_json_t *js);
  * Whether the value being parsed sits at keys k1[.k2[.k3]] from the top
  * object (unused keys NULL), and nowhere deeper.
  */
-ngx_int_t ngx_voice_json_at(ngx_voice_json_path_t *path, const char *k1,
-    const char *k2, const char *k3);
+#define ngx_voice_json_at(path, k1, k2, k3)                                  \
+    ngx_voice_json_at_keys(path, k1, k2, k3)
+
+/*
+ * Inline: called with constant keys, the lengths and the NULLs fold, and
+ * a value at another depth costs a comparison.
+ */
+static ngx_inline ngx_int_t
+ngx_voice_json_key_is(ngx_voice_json_path_t *path, ngx_uint_t i,
+    const char *key)
+{
+    size_t  len;
+
+    len = ngx_strlen(key);
+
+    return path->key_len[i] == len && ngx_memcmp(path->key[i], key, len) == 0;
+}
+
+
+static ngx_inline ngx_int_t
+ngx_voice_json_at_keys(ngx_voice_json_path_t *path, const char *k1,
+    const char *k2, const char *k3)
+{
+    ngx_uint_t  n;
+
+    n = k3 ? 3 : k2 ? 2 : 1;
+
+    /* at that depth, in objects only (the bits of levels 1 to n) */
+
+    if (path->depth != n
+        || (path->array & ((((ngx_uint_t) 1 << (n + 1)) - 1) & ~1)))
+    {
+        return 0;
+    }
+
+    return ngx_voice_json_key_is(path, 1, k1)
+           && (k2 == NULL || ngx_voice_json_key_is(path, 2, k2))
+           && (k3 == NULL || ngx_voice_json_key_is(path, 3, k3));
+}
 
 /* base64 in whole quanta, "=" only as the last one's padding */
 ngx_int_t ngx_voice_json_is_base64(const u_char *s, size_t len);

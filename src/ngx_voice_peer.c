@@ -30,6 +30,7 @@ static ngx_int_t ngx_voice_peer_reserve(ngx_voice_peer_t *peer,
     size_t size);
 static void ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data,
     size_t len, ngx_uint_t mask);
+static ngx_int_t ngx_voice_peer_mask_key(u_char *key);
 static ngx_chain_t *ngx_voice_peer_next_chunk(ngx_voice_peer_t *peer);
 static ngx_chain_t *ngx_voice_peer_last(ngx_voice_peer_t *peer);
 static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
@@ -43,6 +44,19 @@ static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
  * stream stays well framed.
  */
 static u_char  ngx_voice_peer_continued;
+
+
+/*
+ * The masking keys of the frames this worker sends: drawn from OpenSSL's
+ * CSPRNG a block at a time (one RAND_bytes() for 1,024 frames instead of
+ * one per frame), each key used once.  They are as unpredictable as keys
+ * drawn one by one; a forked process (ngx_pid changed) draws its own.
+ */
+#define NGX_VOICE_MASK_KEYS  4096
+
+static u_char     ngx_voice_peer_keys[NGX_VOICE_MASK_KEYS];
+static size_t     ngx_voice_peer_keys_left;
+static ngx_pid_t  ngx_voice_peer_keys_pid;
 
 
 ngx_int_t
@@ -118,6 +132,18 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 
         if (rc != NGX_OK) {
             return rc;
+        }
+
+        /*
+         * The recv() that came back short has seen the socket empty
+         * (ngx_ssl_recv() read until SSL_read() wanted more, and
+         * ngx_unix_recv() trusts a short read with EPOLLRDHUP) and has
+         * cleared "ready": another call would only fail with EAGAIN.
+         * Edge-triggered epoll reports the next bytes.
+         */
+
+        if (!c->read->ready) {
+            return NGX_AGAIN;
         }
     }
 }
@@ -383,7 +409,7 @@ ngx_voice_peer_queue(ngx_voice_peer_t *peer, ngx_uint_t opcode,
 
     if (peer->masking) {
         /* a fresh unpredictable key for every frame (RFC 6455 5.3) */
-        if (RAND_bytes(peer->mask, 4) != 1) {
+        if (ngx_voice_peer_mask_key(peer->mask) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -409,6 +435,36 @@ ngx_voice_peer_queue(ngx_voice_peer_t *peer, ngx_uint_t opcode,
 
     peer->frames_out++;
     peer->bytes_out += (p - hdr) + len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_voice_peer_mask_key(u_char *key)
+{
+    u_char  *p;
+
+    if (ngx_voice_peer_keys_left < 4
+        || ngx_voice_peer_keys_pid != ngx_pid)
+    {
+        if (RAND_bytes(ngx_voice_peer_keys, NGX_VOICE_MASK_KEYS) != 1) {
+            ngx_voice_peer_keys_left = 0;
+            return NGX_ERROR;
+        }
+
+        ngx_voice_peer_keys_left = NGX_VOICE_MASK_KEYS;
+        ngx_voice_peer_keys_pid = ngx_pid;
+    }
+
+    p = ngx_voice_peer_keys + NGX_VOICE_MASK_KEYS - ngx_voice_peer_keys_left;
+
+    ngx_memcpy(key, p, 4);
+
+    /* a key is not left behind for anyone to find again */
+    ngx_memzero(p, 4);
+
+    ngx_voice_peer_keys_left -= 4;
 
     return NGX_OK;
 }
@@ -477,11 +533,13 @@ ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data, size_t len,
         b = cl->buf;
         n = ngx_min(len, (size_t) (b->end - b->last));
 
-        ngx_memcpy(b->last, data, n);
-
         if (mask) {
-            ngx_voice_ws_mask(b->last, n, peer->mask, peer->mask_pos);
+            ngx_voice_ws_mask_copy(b->last, data, n, peer->mask,
+                                   peer->mask_pos);
             peer->mask_pos = (peer->mask_pos + n) & 3;
+
+        } else {
+            ngx_memcpy(b->last, data, n);
         }
 
         b->last += n;

@@ -26,7 +26,8 @@ struct ngx_voice_transcript_file_s {
     u_char                       *pos;
     u_char                       *end;
     ngx_event_t                   timer;
-    ngx_fd_t                      fd_made_private;
+    ino_t                         private_ino;  /* the file made 0600 */
+    dev_t                         private_dev;
     time_t                        error_logged;   /* write errors, last */
 };
 
@@ -126,7 +127,6 @@ ngx_voice_transcript_open(ngx_conf_t *cf, ngx_str_t *name)
     tf->file = file;
     tf->pos = tf->start;
     tf->end = tf->start + NGX_VOICE_TRANSCRIPT_BUFFER;
-    tf->fd_made_private = NGX_INVALID_FILE;
 
     tf->timer.handler = ngx_voice_transcript_flush_timer;
     tf->timer.data = tf;
@@ -273,6 +273,7 @@ ngx_voice_transcript_flush(ngx_open_file_t *file, ngx_log_t *log)
 {
     ssize_t                       n;
     size_t                        len;
+    ngx_file_info_t               fi;
     ngx_voice_transcript_file_t  *tf;
 
     tf = file->data;
@@ -293,15 +294,30 @@ ngx_voice_transcript_flush(ngx_open_file_t *file, ngx_log_t *log)
         return;
     }
 
-    if (tf->fd_made_private != file->fd) {
-        /* reopened: nginx made the new file with its own mode */
-        if (fchmod(file->fd, S_IRUSR|S_IWUSR) == -1) {
+    /*
+     * Reopened, nginx made the new file with its own mode.  The file is
+     * told by its inode: a new descriptor may have an old one's number.
+     * One that is private already is left alone (the master may own it).
+     */
+
+    if (ngx_fd_info(file->fd, &fi) == NGX_FILE_ERROR) {
+        /* log-safe: names from the configuration */
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_fd_info_n " \"%V\" failed", &file->name);
+
+    } else if (fi.st_ino != tf->private_ino
+               || fi.st_dev != tf->private_dev)
+    {
+        if (ngx_file_access(&fi) != (S_IRUSR|S_IWUSR)
+            && fchmod(file->fd, S_IRUSR|S_IWUSR) == -1)
+        {
             /* log-safe: names from the configuration */
             ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                           "fchmod(\"%V\") failed", &file->name);
         }
 
-        tf->fd_made_private = file->fd;
+        tf->private_ino = fi.st_ino;
+        tf->private_dev = fi.st_dev;
     }
 
     n = ngx_write_fd(file->fd, tf->start, len);

@@ -344,9 +344,12 @@ ngx_voice_upstream_connected(ngx_voice_upstream_t *u)
     c = u->peer.connection;
 
     if (c->close) {
-        /* worker_shutdown_timeout: the Twilio leg ends the call too */
-        ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_CONNECT,
-                                "nginx is shutting down");
+        /*
+         * worker_shutdown_timeout: the Twilio leg gets the same event and
+         * ends the call, which drops this connection; not an OpenAI fault
+         */
+        c->close = 0;
+        c->error = 0;
         return;
     }
 

@@ -410,13 +410,46 @@ ngx_voice_ws_write_header(u_char *dst, ngx_uint_t opcode, ngx_uint_t fin,
 }
 
 
+/*
+ * A word at a time: the key, turned to start at "offset", twice over in
+ * a 64-bit word (the same bytes in memory on either byte order); the
+ * tail byte by byte.
+ */
 void
 ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask, ngx_uint_t offset)
 {
-    size_t  i;
+    ngx_voice_ws_mask_copy(data, data, len, mask, offset);
+}
+
+
+void
+ngx_voice_ws_mask_copy(u_char *dst, u_char *src, size_t len, u_char *mask,
+    ngx_uint_t offset)
+{
+    size_t    i;
+    uint32_t  k;
+    uint64_t  m, w;
+    u_char    key[4];
+
+    for (i = 0; i < 4; i++) {
+        key[i] = mask[(offset + i) & 3];
+    }
+
+    ngx_memcpy(&k, key, 4);
+    m = ((uint64_t) k << 32) | k;
+
+    while (len >= 8) {
+        ngx_memcpy(&w, src, 8);
+        w ^= m;
+        ngx_memcpy(dst, &w, 8);
+
+        src += 8;
+        dst += 8;
+        len -= 8;
+    }
 
     for (i = 0; i < len; i++) {
-        data[i] ^= mask[(offset + i) & 3];
+        dst[i] = src[i] ^ key[i & 3];
     }
 }
 
@@ -657,6 +690,7 @@ ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len)
 {
     u_char    c;
     uint32_t  st, rem, lo, hi;
+    uint64_t  w;
 
     st = *state;
 
@@ -668,8 +702,33 @@ ngx_voice_utf8_check(uint32_t *state, u_char *p, size_t len)
     lo = (st >> 8) & 0xff;
     hi = (st >> 16) & 0xff;
 
-    while (len--) {
+    while (len) {
+
+        if (rem == 0) {
+
+            /*
+             * Between characters: ASCII, most of what peers send (all of
+             * the base64 audio), is passed over 8 bytes at a time.
+             */
+
+            while (len >= 8) {
+                ngx_memcpy(&w, p, 8);
+
+                if (w & 0x8080808080808080ULL) {
+                    break;
+                }
+
+                p += 8;
+                len -= 8;
+            }
+
+            if (len == 0) {
+                break;
+            }
+        }
+
         c = *p++;
+        len--;
 
         if (rem == 0) {
             if (c < 0x80) {

@@ -110,6 +110,10 @@ u_char *ngx_voice_ws_write_header(u_char *dst, ngx_uint_t opcode,
 void ngx_voice_ws_mask(u_char *data, size_t len, u_char *mask,
     ngx_uint_t offset);
 
+/* copies [src, src + len) to dst masked; dst may be src */
+void ngx_voice_ws_mask_copy(u_char *dst, u_char *src, size_t len,
+    u_char *mask, ngx_uint_t offset);
+
 /* whole UTF-8 text (RFC 3629) */
 ngx_int_t ngx_voice_utf8_valid(u_char *p, size_t len);
 

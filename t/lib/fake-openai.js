@@ -28,7 +28,9 @@
 // Each ping the module sends is logged: {"ev":"ping","conn":N,"data":...}
 // (the `ws` package answers it with a pong by itself, unless nopong=1).
 // SCRIPT.js may export { onConnect(ws, ctx), onMessage(ws, msg, ctx) }
-// for anything else; ctx has { conn, url, query, send(obj), log(obj) }.
+// for anything else; ctx has { conn, url, query, headers, socket,
+// send(obj), log(obj) } (headers: the handshake's, as node gives them;
+// socket: the TLS socket under the WebSocket).
 //
 // Also (additions for t/100-call.t and friends, off unless asked for):
 //
@@ -50,8 +52,86 @@
 //                                         events of random audio
 //     {"close": code, "reason": "..."}   WebSocket close
 //     {"terminate": true}                 drop the TCP connection
+//     {"tool_call": {"name": "end_call", "arguments": "{}",
+//                    "call_id": "call_1", "item_id": "item_fc1",
+//                    "response_id": "resp_fc1", "previous_item_id": null,
+//                    "status": "completed"|"cancelled"|"incomplete",
+//                    "arg_chunks": 2, "done_delay_ms": 0,
+//                    "audio_before": {"n": 3, "bytes": 1600,
+//                                     "item_id": "item_msg1"}}}
+//                                         a whole response as the Realtime
+//                                         API (GA) streams a function call:
+//                                         response.created, [an assistant
+//                                         audio item: output_item.added,
+//                                         conversation.item.added,
+//                                         content_part.added, n deltas,
+//                                         output_audio.done,
+//                                         content_part.done,
+//                                         output_item.done,
+//                                         conversation.item.done], the
+//                                         function_call item
+//                                         (output_item.added {item: {id,
+//                                         type, object, status:
+//                                         "in_progress", name, call_id,
+//                                         arguments: ""}},
+//                                         conversation.item.added,
+//                                         arg_chunks x
+//                                         function_call_arguments.delta,
+//                                         .done, output_item.done,
+//                                         conversation.item.done), then,
+//                                         done_delay_ms later, response.done
+//                                         with that status (its
+//                                         status_details: turn_detected /
+//                                         max_output_tokens) and the output
+//                                         items; every function-call event
+//                                         carries name, call_id, item_id,
+//                                         response_id and output_index
+//     {"transcript": {"who": "caller"|"assistant", "item_id": "item_u1",
+//                     "text": "...", "response_id": "resp_1",
+//                     "previous_item_id": "item_x"|null}}
+//                                         caller: conversation.item.input_
+//                                         audio_transcription.completed
+//                                         {item_id, content_index, transcript};
+//                                         assistant: response.output_audio_
+//                                         transcript.done {item_id,
+//                                         response_id, output_index,
+//                                         content_index, transcript}; with
+//                                         a previous_item_id key (even null),
+//                                         first conversation.item.added
+//                                         {previous_item_id, item} for it
+//     {"item_added": {"id": "item_u1", "previous_item_id": null,
+//                     "role": "user"|"assistant"}}
+//                                         conversation.item.added alone
+//     {"pause": ms | true}                stop reading this connection's
+//                                         socket (its kernel buffers, then
+//                                         the module's, fill up); resumed
+//                                         after ms, or, with true, by a
+//                                         "resume" or SIGUSR2
+//     {"resume": true}                    read again (this connection, or
+//                                         with "conn": N another one)
 //   It is logged as {"ev":"ctl","conn":N,"actions":[...]} (besides the
-//   "message" line of the append itself).
+//   "message" line of the append itself).  Pauses are logged as
+//   {"ev":"paused","conn":N} and {"ev":"resumed","conn":N,"by":"timer"|
+//   "ctl"|"signal"}; SIGUSR2 resumes every paused connection.  The "ready"
+//   line carries this server's "pid" for that.
+//
+// - What the WebSocket parsers saw: the `ws` package's "close" (code, as
+//   ws reports it: 1006 when no close frame came) and "error" events
+//   ({"ev":"error","conn":N,"error":message,"code":"WS_ERR_..."}, e.g.
+//   "Invalid WebSocket frame: ..."), and, when the TLS connection ends,
+//   what a frame parser of its own saw on the wire (bytes after TLS):
+//   {"ev":"wire","conn":N,"bytes":B,"frames":F (whole frames),
+//    "close_code":C (of the first close frame, null if none),
+//    "after_close":B (bytes after that close frame),
+//    "partial":B (bytes of a last frame the connection ended inside),
+//    "bad":"..." (a header a client may not send: RSV bits, an unknown
+//    opcode, no mask, a fragmented or long control frame; null if none)}.
+//   A close frame written inside a frame that was cut short shows as
+//   "partial" with no close_code, or as "bad".
+//
+// - quiet=N in the query: appends whose audio is longer than N characters
+//   are only counted (floods: megabytes of them are read in a few
+//   milliseconds), {"ev":"quieted","conn":N,"count":C} before the close.
 
 'use strict';
 
@@ -72,6 +152,85 @@ function log(obj) {
       Object.assign({ t: Date.now(), port: +port }, obj)) + '\n');
   }
 }
+
+// A frame parser of the bytes a client sent (after TLS), independent of
+// the `ws` package: how the stream is framed, and the first close frame.
+function wireTracker() {
+  const st = { bytes: 0, frames: 0, close_code: null, after_close: 0,
+               partial: 0, bad: null };
+  let buf = Buffer.alloc(0);
+  const header = (b) => {      // [header length, payload length] or null
+    if (b.length < 2) return null;
+    let len = b[1] & 0x7f;
+    let hl = 2;
+    if (len === 126) {
+      if (b.length < 4) return null;
+      len = b.readUInt16BE(2);
+      hl = 4;
+    } else if (len === 127) {
+      if (b.length < 10) return null;
+      len = Number(b.readBigUInt64BE(2));
+      hl = 10;
+    }
+    return [hl + ((b[1] & 0x80) ? 4 : 0), len];
+  };
+  st.feed = (chunk) => {
+    st.bytes += chunk.length;
+    if (st.close_code !== null || st.bad) {
+      st.after_close += st.close_code !== null ? chunk.length : 0;
+      return;
+    }
+    buf = Buffer.concat([buf, chunk]);
+    for (;;) {
+      const h = header(buf);
+      if (!h || buf.length < h[0] + h[1]) break;
+      const op = buf[0] & 0x0f;
+      if (buf[0] & 0x70) st.bad = 'RSV bits set';
+      else if (![0, 1, 2, 8, 9, 10].includes(op)) st.bad = `opcode ${op}`;
+      else if (!(buf[1] & 0x80)) st.bad = 'unmasked frame';
+      else if (op >= 8 && (!(buf[0] & 0x80) || h[1] > 125)) {
+        st.bad = 'bad control frame';
+      }
+      if (st.bad) {
+        buf = Buffer.alloc(0);
+        return;
+      }
+      st.frames++;
+      const frame = buf.subarray(0, h[0] + h[1]);
+      buf = buf.subarray(h[0] + h[1]);
+      if (op === 8) {
+        const mask = frame.subarray(h[0] - 4, h[0]);
+        const p = Buffer.from(frame.subarray(h[0]));
+        for (let i = 0; i < p.length; i++) p[i] ^= mask[i & 3];
+        st.close_code = p.length >= 2 ? p.readUInt16BE(0) : 1005;
+        st.after_close = buf.length;
+        buf = Buffer.alloc(0);
+        return;
+      }
+    }
+  };
+  st.summary = () => ({ bytes: st.bytes, frames: st.frames,
+                        close_code: st.close_code,
+                        after_close: st.after_close, partial: buf.length,
+                        bad: st.bad });
+  return st;
+}
+
+// Paused sockets by connection number (the "pause" action).
+const paused = new Map();
+
+function resumeConn(conn, by) {
+  const p = paused.get(conn);
+  if (!p) return;
+  paused.delete(conn);
+  clearTimeout(p.timer);
+  p.socket.resume();
+  log({ ev: 'resumed', conn, by });
+}
+
+process.on('SIGUSR2', () => {
+  for (const conn of [...paused.keys()]) resumeConn(conn, 'signal');
+});
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -107,12 +266,167 @@ async function runCtl(ws, ctx, actions) {
         ctx.send(ev);
         if (d.interval_ms) await sleep(d.interval_ms);
       }
+    } else if (a.tool_call) {
+      await toolCall(ctx, a.tool_call);
+    } else if (a.transcript) {
+      transcript(ctx, a.transcript);
+    } else if (a.item_added) {
+      itemAdded(ctx, a.item_added);
     } else if (a.close !== undefined) {
       ws.close(a.close, a.reason || '');
     } else if (a.terminate) {
       ws.terminate();
+    } else if (a.pause !== undefined) {
+      if (!paused.has(ctx.conn)) {
+        ctx.socket.pause();
+        paused.set(ctx.conn, { socket: ctx.socket, timer: null });
+        log({ ev: 'paused', conn: ctx.conn });
+      }
+      if (typeof a.pause === 'number' && a.pause > 0) {
+        const p = paused.get(ctx.conn);
+        clearTimeout(p.timer);
+        p.timer = setTimeout(() => resumeConn(ctx.conn, 'timer'), a.pause);
+      }
+    } else if (a.resume !== undefined) {
+      resumeConn(a.conn === undefined ? ctx.conn : +a.conn, 'ctl');
     }
   }
+}
+
+// --- function calls and transcripts (ctl actions tool_call, transcript,
+// item_added), as the Realtime API (GA) sends them -----------------------
+
+let evSeq = 0;
+function evId() {
+  return 'evt_fk' + (++evSeq);
+}
+
+// conversation.item.added: an item joined the conversation after another
+function itemAdded(ctx, o) {
+  const role = o.role || 'user';
+  ctx.send({
+    type: 'conversation.item.added', event_id: evId(),
+    previous_item_id: o.previous_item_id === undefined
+      ? null : o.previous_item_id,
+    item: { id: o.id, type: 'message', object: 'realtime.item',
+            status: 'completed', role,
+            content: [role === 'user'
+              ? { type: 'input_audio', transcript: null }
+              : { type: 'output_audio', transcript: null }] },
+  });
+}
+
+function transcript(ctx, o) {
+  if (o.previous_item_id !== undefined) {
+    itemAdded(ctx, { id: o.item_id, previous_item_id: o.previous_item_id,
+                     role: o.who === 'assistant' ? 'assistant' : 'user' });
+  }
+  if (o.who === 'assistant') {
+    ctx.send({ type: 'response.output_audio_transcript.done',
+               event_id: evId(), response_id: o.response_id || 'resp_1',
+               item_id: o.item_id, output_index: 0, content_index: 0,
+               transcript: o.text });
+  } else {
+    ctx.send({ type: 'conversation.item.input_audio_transcription.completed',
+               event_id: evId(), item_id: o.item_id, content_index: 0,
+               transcript: o.text,
+               usage: { type: 'duration', seconds: 1 } });
+  }
+}
+
+// One response that calls a function, maybe after some audio.
+async function toolCall(ctx, o) {
+  const status = o.status || 'completed';
+  const respId = o.response_id || 'resp_fc1';
+  const name = o.name || 'end_call';
+  const args = o.arguments === undefined ? '{}' : o.arguments;
+  const callId = o.call_id || 'call_1';
+  const fcId = o.item_id || 'item_fc1';
+  const itemStatus = status === 'completed' ? 'completed' : 'incomplete';
+  const response = (st, output) => ({
+    object: 'realtime.response', id: respId, status: st,
+    status_details: st === 'cancelled'
+      ? { type: 'cancelled', reason: 'turn_detected' }
+      : st === 'incomplete'
+        ? { type: 'incomplete', reason: 'max_output_tokens' } : null,
+    output, conversation_id: 'conv_1', output_modalities: ['audio'],
+    max_output_tokens: 'inf',
+    audio: { output: { format: { type: 'audio/pcmu' }, voice: 'alloy' } },
+    usage: st === 'in_progress' ? null
+      : { total_tokens: 60, input_tokens: 40, output_tokens: 20 },
+    metadata: null,
+  });
+  const output = [];
+  let previous = o.previous_item_id === undefined ? null
+                                                  : o.previous_item_id;
+
+  ctx.send({ type: 'response.created', event_id: evId(),
+             response: response('in_progress', []) });
+
+  const ab = o.audio_before;
+  if (ab) {
+    const msgId = ab.item_id || 'item_msg1';
+    const index = output.length;
+    const part = { type: 'output_audio', transcript: '' };
+    const item = { id: msgId, type: 'message', object: 'realtime.item',
+                   status: 'in_progress', role: 'assistant', content: [] };
+    const common = { response_id: respId, item_id: msgId,
+                     output_index: index, content_index: 0 };
+    ctx.send({ type: 'response.output_item.added', event_id: evId(),
+               response_id: respId, output_index: index, item });
+    ctx.send({ type: 'conversation.item.added', event_id: evId(),
+               previous_item_id: previous, item });
+    ctx.send(Object.assign({ type: 'response.content_part.added',
+                             event_id: evId() }, common, { part }));
+    for (let i = 0; i < (ab.n || 1); i++) {
+      ctx.send(Object.assign({ type: 'response.output_audio.delta',
+                               event_id: evId() }, common, {
+        delta: require('crypto').randomBytes(ab.bytes || 160)
+          .toString('base64') }));
+    }
+    ctx.send(Object.assign({ type: 'response.output_audio.done',
+                             event_id: evId() }, common));
+    ctx.send(Object.assign({ type: 'response.content_part.done',
+                             event_id: evId() }, common, { part }));
+    const done = Object.assign({}, item, { status: itemStatus,
+                                           content: [part] });
+    ctx.send({ type: 'response.output_item.done', event_id: evId(),
+               response_id: respId, output_index: index, item: done });
+    ctx.send({ type: 'conversation.item.done', event_id: evId(),
+               previous_item_id: previous, item: done });
+    output.push(done);
+    previous = msgId;
+  }
+
+  const index = output.length;
+  const fc = { id: fcId, type: 'function_call', object: 'realtime.item',
+               status: 'in_progress', name, call_id: callId, arguments: '' };
+  const ids = { response_id: respId, item_id: fcId, output_index: index,
+                call_id: callId, name };
+  ctx.send({ type: 'response.output_item.added', event_id: evId(),
+             response_id: respId, output_index: index, item: fc });
+  ctx.send({ type: 'conversation.item.added', event_id: evId(),
+             previous_item_id: previous, item: fc });
+  const chunks = Math.max(1, o.arg_chunks || 2);
+  const size = Math.ceil(args.length / chunks) || 1;
+  for (let i = 0; i < args.length; i += size) {
+    ctx.send(Object.assign({ type: 'response.function_call_arguments.delta',
+                             event_id: evId() }, ids,
+                           { delta: args.slice(i, i + size) }));
+  }
+  ctx.send(Object.assign({ type: 'response.function_call_arguments.done',
+                           event_id: evId() }, ids, { arguments: args }));
+  const fcDone = Object.assign({}, fc, { status: itemStatus,
+                                         arguments: args });
+  ctx.send({ type: 'response.output_item.done', event_id: evId(),
+             response_id: respId, output_index: index, item: fcDone });
+  ctx.send({ type: 'conversation.item.done', event_id: evId(),
+             previous_item_id: previous, item: fcDone });
+  output.push(fcDone);
+
+  if (o.done_delay_ms) await sleep(+o.done_delay_ms);
+  ctx.send({ type: 'response.done', event_id: evId(),
+             response: response(status, output) });
 }
 
 // n audio deltas at once, not logged one by one (megabytes of them)
@@ -172,8 +486,19 @@ server.on('upgrade', (req, socket, head) => {
   }
 
   wss.handleUpgrade(req, socket, head, (ws) => {
+    const wire = wireTracker();
+    // before ws's own listener: ws unmasks payloads in place
+    socket.prependListener('data', wire.feed);
+    socket.on('close', () => {
+      paused.delete(conn);
+      log(Object.assign({ ev: 'wire', conn }, wire.summary()));
+    });
+    const quiet = url.searchParams.get('quiet');   // null: all logged
+    let quieted = 0;
+
     const ctx = {
-      conn, url: req.url, query: url.searchParams, log,
+      conn, url: req.url, query: url.searchParams, headers: req.headers,
+      log, socket,
       send: (obj) => {
         if (ws.readyState !== ws.OPEN) return;
         log({ ev: 'sent', conn, msg: obj });
@@ -188,7 +513,12 @@ server.on('upgrade', (req, socket, head) => {
       } catch (e) {
         msg = { unparsed: data.toString(), binary: isBinary };
       }
-      log({ ev: 'message', conn, msg });
+      if (quiet !== null && typeof msg.audio === 'string'
+          && msg.audio.length > +quiet) {
+        quieted++;
+      } else {
+        log({ ev: 'message', conn, msg });
+      }
 
       if (msg.type === 'session.update' && !hooks.noSessionUpdated) {
         const updated = { type: 'session.updated', event_id: 'evt_su',
@@ -216,10 +546,12 @@ server.on('upgrade', (req, socket, head) => {
     });
 
     ws.on('close', (code, reason) => {
+      if (quiet !== null) log({ ev: 'quieted', conn, count: quieted });
       log({ ev: 'close', conn, code, reason: reason.toString() });
     });
 
-    ws.on('error', (e) => log({ ev: 'error', conn, error: e.message }));
+    ws.on('error', (e) => log({ ev: 'error', conn, error: e.message,
+                                code: e.code || null }));
 
     ws.on('ping', (data) => log({ ev: 'ping', conn, data: data.toString() }));
     if (url.searchParams.get('nopong')) {
@@ -244,4 +576,5 @@ server.on('upgrade', (req, socket, head) => {
   });
 });
 
-server.listen(+port, '127.0.0.1', () => log({ ev: 'ready', port: +port }));
+server.listen(+port, '127.0.0.1', () => log({ ev: 'ready', port: +port,
+                                                 pid: process.pid }));

@@ -103,7 +103,8 @@ sub start_fake {
     return $port;
 }
 
-# voice_setup(stream_config => "directives;", twilio_call => {options})
+# voice_setup(stream_config => "directives;", twilio_call => {options},
+#             locations => "more locations of every call block's server")
 # makes the certificates, starts two fakes and sets:
 #   TEST_NGINX_CA              the test CA's certificate (PEM)
 #   TEST_NGINX_OPENAI_PORT     fake with a cert from that CA (SANs
@@ -117,6 +118,7 @@ sub start_fake {
 sub voice_setup {
     my (%o) = @_;
     $StreamDefaults{stream_config} = $o{stream_config} // '';
+    $StreamDefaults{locations} = $o{locations} // '';
     %CallDefaults = %{ $o{twilio_call} // {} };
     $VoiceDir = Test::Voice::servroot() . '/voice';
     File::Path::remove_tree($VoiceDir);
@@ -672,7 +674,8 @@ sub call_config {
     my $body = join '', map { "    $_\n" } grep { /\S/ } @lines,
                                                            split /\n/, $mine;
     return "location = /incoming-call { voice_incoming_call; }\n"
-         . "location /media-stream/ {\n$body}\n";
+         . "location /media-stream/ {\n$body}\n"
+         . $StreamDefaults{locations};
 }
 
 sub register_sections {
