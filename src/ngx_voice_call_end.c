@@ -21,6 +21,7 @@
 
 
 static void ngx_voice_call_close_timeout(ngx_event_t *ev);
+static void ngx_voice_call_abort_leg(ngx_voice_peer_t *peer);
 static void ngx_voice_call_release(ngx_voice_call_t *call);
 static void ngx_voice_call_log_end(ngx_voice_call_t *call);
 
@@ -151,7 +152,52 @@ ngx_voice_call_close_timeout(ngx_event_t *ev)
                    "voice: close handshake not finished in time");
 
     /* a peer that does not answer our close frame is not waited for */
+
+    ngx_voice_call_abort_leg(&call->twilio.peer);
+
+    if (call->openai.peer.open) {
+        ngx_voice_call_abort_leg(&call->openai.peer);
+    }
+
     ngx_voice_call_finish(call);
+}
+
+
+/*
+ * A leg whose close handshake is not done when the close timer fires is
+ * reset, not closed: a peer that is not reading can have megabytes of
+ * audio left in our socket, with our close frame behind them or still in
+ * our queue.  Closed normally, the kernel would go on offering all that
+ * (for minutes, while the peer's window is zero), and the peer would see
+ * stale audio and an end without a close frame late, or no end at all.
+ */
+static void
+ngx_voice_call_abort_leg(ngx_voice_peer_t *peer)
+{
+    struct linger      linger;
+    ngx_connection_t  *c;
+
+    c = peer->connection;
+
+    if (c == NULL || c->fd == (ngx_socket_t) -1
+        || ngx_voice_peer_is_done(peer))
+    {
+        return;
+    }
+
+    /* no TLS close_notify either: it would wait behind the same data */
+    c->timedout = 1;
+
+    linger.l_onoff = 1;
+    linger.l_linger = 0;
+
+    if (setsockopt(c->fd, SOL_SOCKET, SO_LINGER, (const void *) &linger,
+                   sizeof(struct linger))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_ALERT, c->log, ngx_socket_errno,
+                      "setsockopt(SO_LINGER) failed");
+    }
 }
 
 

@@ -485,10 +485,15 @@ When a handler ends the call in the middle of a read (here the Twilio
 buffer limit, hit while relaying an audio delta), the rest of the bytes
 already read from OpenAI must not throw its WebSocket parser off: no
 bogus framing error, and OpenAI's answer to the close 1000 is seen.
+The client reads again only once the call has ended: read at once, the
+megabytes the sockets hold may take it longer than the 2 s close timer
+under load, and the end of the connection is then seen only when the
+client next sends something (TEST 15 covers the end of such a call).
 --- openai_query: &flood=2000&size=8192
 --- stream_config
 voice_buffer_size 64k;
 voice_max_message_size 16k;
+voice_idle_timeout 5s;
 --- timeout: 20
 --- twilio_call
 keep_payloads: false
@@ -496,6 +501,7 @@ keep_payloads: false
 pause
 setup
 sync log:Twilio is not reading
+sync log:voice: call ended
 resume
 wait_close 10000
 --- expect_upgrade: 101
@@ -505,3 +511,47 @@ qr{voice: call ended, .*OpenAI close 1000/1000}
 OpenAI sent a bad WebSocket frame
 --- perl_check
 ok($_[2]{t}{close}, 'the Twilio connection is closed');
+
+
+
+=== TEST 15: a Twilio client that reads again only after the close timer is reset, not fed stale audio
+The call ends for a Twilio client that stopped reading (as in TEST 14),
+but the client reads again only after the 2 s close timer: nginx's socket
+still holds megabytes of audio, with the close frame behind them or still
+in the module's queue.  Closed with a FIN, the kernel went on offering all
+of it for minutes: the client got hundreds of stale media messages and an
+end without a close frame, or (under load) no end at all within 10 s.
+The connection is reset instead: the client gets only what its own socket
+already held, then the end, at once.
+--- openai_query: &flood=2000&size=8192
+--- stream_config
+voice_buffer_size 64k;
+voice_max_message_size 16k;
+voice_idle_timeout 5s;
+--- timeout: 30
+--- twilio_call
+keep_payloads: false
+--- twilio_script
+echo_marks off
+pause
+setup
+sync log:Twilio is not reading
+sleep 4000
+resume
+wait_close 10000
+--- expect_upgrade: 101
+--- perl_check
+my $t = $_[2]{t};
+is_deeply([tw_errors($t)], [], 'the Twilio side ran its steps');
+my $sync = $t->{syncs}{'log:Twilio is not reading'};
+ok($t->{close} && $sync && $t->{close}{t} - $sync < 4000 + 2000 * (1 + 2 * slow()),
+   'the connection ended as soon as the client read again ('
+   . ($t->{close} && $sync ? $t->{close}{t} - $sync - 4000 : '-') . ' ms)');
+my $media = () = tw_recv($t, 'media');
+cmp_ok($media, '<', 200,
+       'no more audio than its own socket held reached the client');
+like(wait_call_ended($t->{call_sid}) // '',
+     qr{Twilio close 1011/0, OpenAI close 1000/1000, reason "Twilio is not reading"},
+     'end line: no close reply from Twilio');
+--- no_error_log
+OpenAI sent a bad WebSocket frame
