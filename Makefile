@@ -5,6 +5,9 @@
 #   make test       install what the tests need, build, run the whole suite
 #   make test SANITIZE=address,undefined
 #                   the same against nginx 1.22.1 built with ASan+UBSan
+#   make test NGINX_VERSION=1.26.3
+#                   the same against that nginx release built from its
+#                   pristine source (Debian's orig tarball, verified)
 #   make check-style
 #                   the C style of STYLE.md (80 columns, no tabs or trailing
 #                   spaces, peer text escaped before it is logged)
@@ -30,6 +33,7 @@ BUILD      := $(TOP)/build
 MODULE     := $(BUILD)/ngx_voice_module.so
 SANITIZE   ?=
 NGINX_SRC  ?=
+NGINX_VERSION ?=
 PORT       ?= 5050
 PROVE_ARGS ?= t/
 FUZZ_SECONDS ?= 7
@@ -58,6 +62,25 @@ ifneq ($(SANITIZE),)
   # nginx does not free everything at exit: no leak checking.
   export ASAN_OPTIONS ?= detect_leaks=0:detect_odr_violation=0
 endif
+
+ifneq ($(NGINX_VERSION),)
+  ifneq ($(SANITIZE),)
+    $(error SANITIZE builds Debian's nginx 1.22.1: no NGINX_VERSION with it)
+  endif
+  # nginx.org's release, unpacked by util/fetch-nginx-release, built
+  # whole (--with-compat) with the modules of Debian's stock nginx-dev
+  # tree, optimised and hardened as Debian builds it; the module beside it.
+  NGINX_SRC := $(BUILD)/nginx-$(NGINX_VERSION)
+  MODULE    := $(BUILD)/nginx-$(NGINX_VERSION)-module/ngx_voice_module.so
+  NGX_CONF_MODULES := --with-pcre-jit --with-http_realip_module \
+        --with-http_auth_request_module --with-http_v2_module \
+        --with-http_dav_module --with-http_slice_module
+  NGX_OPT   := -O2 $(HARDEN)
+  export TEST_NGINX_BINARY := $(NGINX_SRC)/objs/nginx
+endif
+
+# a tree of our own: nginx itself is built too, not only the module
+OWN_NGINX  := $(if $(SANITIZE)$(NGINX_VERSION),yes)
 
 export TEST_NGINX_MODULE := $(MODULE)
 
@@ -98,14 +121,14 @@ else
 # fail (pwrite, strerrordesc_np "not found"), so it is filtered out here.
 NGX_CONF_ARGS := --with-compat --with-debug \
         --with-http_ssl_module --with-http_stub_status_module \
-        --with-threads \
-        --with-cc-opt="-g -O1 -fPIC $(SAN_FLAGS) $(SAN_DEFS) $(filter-out -Werror,$(WARN))" \
+        --with-threads $(NGX_CONF_MODULES) \
+        --with-cc-opt="-g $(or $(NGX_OPT),-O1) -fPIC $(SAN_FLAGS) $(SAN_DEFS) $(filter-out -Werror,$(WARN))" \
         --with-ld-opt="$(SAN_FLAGS)" \
         --add-dynamic-module=$(TOP)
 
 # Configure (which makes nginx rebuild entirely) only when the tree is not
 # yet configured with these arguments or our config file changed.
-$(MODULE): $(SOURCES) $(if $(SANITIZE),$(NGINX_SRC)/configure)
+$(MODULE): $(SOURCES) $(if $(OWN_NGINX),$(NGINX_SRC)/configure)
 	@test ! -x util/check-build-deps || util/check-build-deps --no-nginx-dev
 	@mkdir -p $(BUILD)
 	cd $(NGINX_SRC) && \
@@ -117,7 +140,7 @@ $(MODULE): $(SOURCES) $(if $(SANITIZE),$(NGINX_SRC)/configure)
 	        { tail -20 $(BUILD)/configure.log; exit 1; }; \
 	    echo '$(strip $(NGX_CONF_ARGS))' >objs/ngx_voice.conf-args; \
 	fi
-	$(MAKE) -C $(NGINX_SRC) -f objs/Makefile $(if $(SANITIZE),build,modules)
+	$(MAKE) -C $(NGINX_SRC) -f objs/Makefile $(if $(OWN_NGINX),build,modules)
 	mkdir -p $(dir $@) && cp $(NGINX_SRC)/objs/ngx_voice_module.so $@.tmp \
 	    && mv -f $@.tmp $@
 
@@ -126,11 +149,16 @@ endif
 $(BUILD)/asan/nginx-1.22.1/configure:
 	util/fetch-nginx-source $(BUILD)/asan
 
+ifneq ($(NGINX_VERSION),)
+$(BUILD)/nginx-$(NGINX_VERSION)/configure:
+	util/fetch-nginx-release $(NGINX_VERSION) $(BUILD)
+endif
+
 deps:
 	@util/install-deps build
 
 test-deps:
-	@util/install-deps $(if $(SANITIZE),asan,test)
+	@util/install-deps $(if $(SANITIZE),asan,$(if $(NGINX_VERSION),source,test))
 
 run: deps build
 	@util/run-local $(PORT)

@@ -21,6 +21,9 @@ bench_setup() {
     make -C "$TOP" --no-print-directory -s "$TOP/build/voice-rig" >&2
 
     NGINX=${NGINX:-/usr/sbin/nginx}
+    # nginx reads $NGINX itself (the listening sockets inherited on a binary
+    # upgrade): a path there makes it log [emerg] and every run fail
+    export -n NGINX
     MODULE=${MODULE:-$TOP/build/ngx_voice_module.so}
     RIG=$TOP/build/voice-rig
 
