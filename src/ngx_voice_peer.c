@@ -45,6 +45,19 @@ static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
 static u_char  ngx_voice_peer_continued;
 
 
+/*
+ * The read buffer of every peer of the worker.  The parser is a stream
+ * parser: what a read brings is parsed whole before the next read (a
+ * paused peer is not read), and what a call must keep of a message cut
+ * between two reads is kept by the parser (a frame header, a control
+ * frame) or by the JSON layer (a small piece, a cut token), grown only
+ * as needed and bounded by the message limit.  So nothing in this
+ * buffer outlives the read that filled it, and a call has no input
+ * buffer of its own.
+ */
+static u_char  ngx_voice_peer_in[NGX_VOICE_IN_BUFFER];
+
+
 ngx_int_t
 ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
     ngx_uint_t masking)
@@ -58,11 +71,6 @@ ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
     /* a client masks what it sends and reads unmasked frames */
     ngx_voice_ws_parser_init(&peer->parser, !masking);
 
-    peer->in = ngx_create_temp_buf(peer->pool, NGX_VOICE_IN_BUFFER);
-    if (peer->in == NULL) {
-        return NGX_ERROR;
-    }
-
     peer->open = 1;
 
     return NGX_OK;
@@ -74,11 +82,15 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 {
     ssize_t            n;
     ngx_int_t          rc;
-    ngx_buf_t         *b;
     ngx_connection_t  *c;
 
     c = peer->connection;
-    b = peer->in;
+
+    /*
+     * Reads until the socket has nothing more (recv() says NGX_AGAIN and
+     * clears the ready flag), as an edge-triggered event needs; each read
+     * is parsed whole before the next one reuses the buffer.
+     */
 
     for ( ;; ) {
 
@@ -97,10 +109,7 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
             return NGX_AGAIN;
         }
 
-        b->pos = b->start;
-        b->last = b->start;
-
-        n = c->recv(c, b->last, b->end - b->last);
+        n = c->recv(c, ngx_voice_peer_in, NGX_VOICE_IN_BUFFER);
 
         if (n == NGX_AGAIN) {
             return NGX_AGAIN;
@@ -114,12 +123,20 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
         peer->last_recv = ngx_current_msec;
         peer->ping_sent = 0;
 
-        rc = ngx_voice_peer_feed(peer, b->pos, b->pos + n);
+        rc = ngx_voice_peer_feed(peer, ngx_voice_peer_in,
+                                 ngx_voice_peer_in + n);
 
         if (rc != NGX_OK) {
             return rc;
         }
     }
+}
+
+
+u_char *
+ngx_voice_peer_read_buffer(void)
+{
+    return ngx_voice_peer_in;
 }
 
 
