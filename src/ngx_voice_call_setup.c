@@ -161,8 +161,10 @@ ngx_voice_call_send_queued(ngx_voice_call_t *call)
                       "session was being set up", call->queue_dropped);
     }
 
-    q->pos = q->start;
-    q->last = q->start;
+    /* the queue serves the set-up only: its memory is not kept */
+
+    ngx_pfree(call->request->pool, q->start);
+    call->queue = NULL;
     call->queued_bytes = 0;
 
     return rc;
