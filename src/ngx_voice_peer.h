@@ -21,7 +21,12 @@
 
 /* one read buffer for every peer of the worker (see ngx_voice_peer_read) */
 #define NGX_VOICE_IN_BUFFER     16384
-#define NGX_VOICE_OUT_CHUNK     16384
+/*
+ * Output is queued in chunks of this size, reused for the call; what a
+ * call sends between two writes (a media message and a mark, an append)
+ * is a few hundred bytes, and a bigger frame goes on to further chunks.
+ */
+#define NGX_VOICE_OUT_CHUNK     4096
 
 
 typedef struct ngx_voice_peer_s  ngx_voice_peer_t;

@@ -450,6 +450,12 @@ ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u)
 
     c->sendfile = 0;
 
+    /*
+     * NGX_SSL_BUFFER gathers the chunks of a write into one SSL_write():
+     * a chunk's size does (nginx's default is 16 KiB, for each call)
+     */
+    c->ssl->buffer_size = NGX_VOICE_OUT_CHUNK;
+
     /* SNI, but not for an IP literal (RFC 6066) */
 
     if (!conf->ssl_name_is_ip
