@@ -32,7 +32,9 @@ static void ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data,
     size_t len, ngx_uint_t mask);
 static ngx_chain_t *ngx_voice_peer_next_chunk(ngx_voice_peer_t *peer);
 static ngx_chain_t *ngx_voice_peer_last(ngx_voice_peer_t *peer);
-static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
+static ngx_chain_t *ngx_voice_peer_chunk(ngx_log_t *log);
+static void ngx_voice_peer_recycle(ngx_chain_t *ln);
+static void ngx_voice_peer_cleanup(void *data);
 
 
 /*
@@ -58,10 +60,41 @@ static u_char  ngx_voice_peer_continued;
 static u_char  ngx_voice_peer_in[NGX_VOICE_IN_BUFFER];
 
 
+/*
+ * Output chunks are the worker's, not a call's: a peer takes them while
+ * it has something queued and gives each back once it is written, so a
+ * call holds none between its writes (most of the time), and a chunk is
+ * reused by the next peer that writes: no allocation per frame.  Up to
+ * NGX_VOICE_SPARE_CHUNKS wait here; a burst beyond them is freed.
+ */
+
+#define NGX_VOICE_SPARE_CHUNKS  64
+
+typedef struct {
+    ngx_chain_t                      link;    /* first: freed through it */
+    ngx_buf_t                        buf;
+} ngx_voice_peer_chunk_t;
+
+static ngx_chain_t  *ngx_voice_peer_spare;
+static ngx_uint_t    ngx_voice_peer_nspare;
+
+
 ngx_int_t
 ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
     ngx_uint_t masking)
 {
+    ngx_pool_cleanup_t  *cln;
+
+    /* the chunks still queued go back to the worker with the pool */
+
+    cln = ngx_pool_cleanup_add(peer->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_voice_peer_cleanup;
+    cln->data = peer;
+
     peer->connection = c;
     peer->masking = masking ? 1 : 0;
     peer->last_out = &peer->out;
@@ -454,13 +487,8 @@ ngx_voice_peer_reserve(ngx_voice_peer_t *peer, size_t size)
     }
 
     while (room < size) {
-        cl = ngx_alloc_chain_link(peer->pool);
+        cl = ngx_voice_peer_chunk(peer->log);
         if (cl == NULL) {
-            return NGX_ERROR;
-        }
-
-        cl->buf = ngx_create_temp_buf(peer->pool, NGX_VOICE_OUT_CHUNK);
-        if (cl->buf == NULL) {
             return NGX_ERROR;
         }
 
@@ -584,7 +612,7 @@ ngx_voice_peer_write_queued(ngx_voice_peer_t *peer)
         while (peer->out && peer->out != cl) {
             ln = peer->out;
             peer->out = ln->next;
-            ngx_voice_peer_recycle(peer, ln);
+            ngx_voice_peer_recycle(ln);
         }
 
         if (peer->out == NULL) {
@@ -659,7 +687,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
     while (cl) {
         ln = cl;
         cl = cl->next;
-        ngx_voice_peer_recycle(peer, ln);
+        ngx_voice_peer_recycle(ln);
     }
 
     pending = 0;
@@ -677,15 +705,84 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
 }
 
 
-static void
-ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln)
+/* a chunk of the worker's spares, or a new one */
+static ngx_chain_t *
+ngx_voice_peer_chunk(ngx_log_t *log)
 {
+    ngx_chain_t             *cl;
+    ngx_voice_peer_chunk_t  *ch;
+
+    cl = ngx_voice_peer_spare;
+
+    if (cl) {
+        ngx_voice_peer_spare = cl->next;
+        ngx_voice_peer_nspare--;
+        cl->next = NULL;
+        return cl;
+    }
+
+    ch = ngx_alloc(sizeof(ngx_voice_peer_chunk_t) + NGX_VOICE_OUT_CHUNK, log);
+    if (ch == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(&ch->buf, sizeof(ngx_buf_t));
+
+    ch->buf.start = (u_char *) &ch[1];
+    ch->buf.pos = ch->buf.start;
+    ch->buf.last = ch->buf.start;
+    ch->buf.end = ch->buf.start + NGX_VOICE_OUT_CHUNK;
+    ch->buf.temporary = 1;
+
+    ch->link.buf = &ch->buf;
+    ch->link.next = NULL;
+
+    return &ch->link;
+}
+
+
+/* a chunk written, dropped or left by its peer goes back to the worker */
+static void
+ngx_voice_peer_recycle(ngx_chain_t *ln)
+{
+    if (ngx_voice_peer_nspare >= NGX_VOICE_SPARE_CHUNKS) {
+        ngx_free(ln);
+        return;
+    }
+
     ln->buf->pos = ln->buf->start;
     ln->buf->last = ln->buf->start;
     ln->buf->flush = 0;
     ln->buf->tag = NULL;
-    ln->next = peer->free;
-    peer->free = ln;
+    ln->next = ngx_voice_peer_spare;
+    ngx_voice_peer_spare = ln;
+    ngx_voice_peer_nspare++;
+}
+
+
+static void
+ngx_voice_peer_cleanup(void *data)
+{
+    ngx_voice_peer_t  *peer = data;
+
+    ngx_chain_t  *cl, *ln;
+
+    for (cl = peer->out; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_voice_peer_recycle(ln);
+    }
+
+    for (cl = peer->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_voice_peer_recycle(ln);
+    }
+
+    peer->out = NULL;
+    peer->last_out = &peer->out;
+    peer->free = NULL;
+    peer->pending = 0;
 }
 
 
