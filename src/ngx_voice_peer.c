@@ -619,6 +619,13 @@ ngx_voice_peer_write_queued(ngx_voice_peer_t *peer)
             peer->last_out = &peer->out;
         }
 
+        /*
+         * A chunk send_chain() left may be partly taken: by TLS, which
+         * then wants the same bytes again (SSL_write() retried), even if
+         * none shows as written; it is not dropped (discard)
+         */
+        peer->out_taken = (peer->out != NULL);
+
         pending = 0;
 
         for (ln = peer->out; ln; ln = ln->next) {
@@ -658,7 +665,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
         return;
     }
 
-    if (keep->buf->pos == keep->buf->start
+    if (keep->buf->pos == keep->buf->start && !peer->out_taken
         && keep->buf->tag != (ngx_buf_tag_t) &ngx_voice_peer_continued)
     {
         /* nothing of it is out, and it starts a frame */

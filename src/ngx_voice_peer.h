@@ -95,6 +95,7 @@ struct ngx_voice_peer_s {
     unsigned                         paused:1;     /* backpressure */
     unsigned                         drop_data:1;  /* the owner is done */
     unsigned                         fresh_chunk:1;
+    unsigned                         out_taken:1;  /* the first chunk */
     unsigned                         frame_begun:1;
 };
 

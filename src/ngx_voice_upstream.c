@@ -439,9 +439,13 @@ ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u)
     c = u->peer.connection;
     conf = u->conf;
 
-    if (ngx_ssl_create_connection(conf->ssl, c,
-                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
-        != NGX_OK)
+    /*
+     * No NGX_SSL_BUFFER: the peer's output chunks already hold whole
+     * frames, written as they are, a chunk an SSL_write(), without
+     * nginx's 16 KiB buffer for each call and a copy into it
+     */
+
+    if (ngx_ssl_create_connection(conf->ssl, c, NGX_SSL_CLIENT) != NGX_OK)
     {
         ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
                                 "TLS setup failed");
@@ -449,12 +453,6 @@ ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u)
     }
 
     c->sendfile = 0;
-
-    /*
-     * NGX_SSL_BUFFER gathers the chunks of a write into one SSL_write():
-     * a chunk's size does (nginx's default is 16 KiB, for each call)
-     */
-    c->ssl->buffer_size = NGX_VOICE_OUT_CHUNK;
 
     /* SNI, but not for an IP literal (RFC 6066) */
 
