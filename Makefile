@@ -40,6 +40,8 @@ FUZZ_SECONDS ?= 7
 FUZZERS    ?=
 
 SOURCES    := config ngx_voice_module.c $(wildcard src/*.c src/*.h)
+RIG        := $(BUILD)/voice-rig
+RIG_SRC    := $(wildcard bench/*.c bench/*.h)
 WARN       := -Wall -Wextra -Werror
 # Debian's own hardening, as the stock nginx binary is built
 HARDEN     := -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat \

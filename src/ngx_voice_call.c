@@ -93,6 +93,7 @@ ngx_voice_call_start(ngx_http_request_t *r, ngx_voice_call_info_t *info)
     call->info = *info;
     call->vars.call_sid = call->info.call_sid;
     call->accepted = ngx_current_msec;
+    call->playback.pool = r->pool;
 
     /* the cleanup is there first: it gives the log handler back */
 

@@ -17,12 +17,16 @@
 
 #define NGX_VOICE_QUEUE_MS    2000
 #define NGX_VOICE_QUEUE_SIZE  32768
+/* the first size, doubled as needed: more than the pool keeps (pfree) */
+#define NGX_VOICE_QUEUE_MIN   4096
 
 
 static ngx_int_t ngx_voice_call_send_session(ngx_voice_call_t *call);
 static ngx_int_t ngx_voice_call_send_queued(ngx_voice_call_t *call);
 static ngx_int_t ngx_voice_call_queue(ngx_voice_call_t *call,
     u_char *payload, size_t len);
+static ngx_int_t ngx_voice_call_queue_grow(ngx_voice_call_t *call,
+    size_t need);
 static void ngx_voice_call_queue_drop(ngx_voice_call_t *call);
 
 
@@ -161,8 +165,13 @@ ngx_voice_call_send_queued(ngx_voice_call_t *call)
                       "session was being set up", call->queue_dropped);
     }
 
-    q->pos = q->start;
-    q->last = q->start;
+    /* the queue serves the set-up only: its memory is not kept */
+
+    if (q->start) {
+        ngx_pfree(call->request->pool, q->start);
+    }
+
+    call->queue = NULL;
     call->queued_bytes = 0;
 
     return rc;
@@ -184,9 +193,12 @@ ngx_voice_call_queue(ngx_voice_call_t *call, u_char *payload, size_t len)
     }
 
     if (call->queue == NULL) {
-        call->queue = ngx_create_temp_buf(call->request->pool,
-                                          NGX_VOICE_QUEUE_SIZE);
+        call->queue = ngx_calloc_buf(call->request->pool);
         if (call->queue == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_voice_call_queue_grow(call, len + 2) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -203,6 +215,13 @@ ngx_voice_call_queue(ngx_voice_call_t *call, u_char *payload, size_t len)
         /* the free room is at the front: move what is kept there */
         q->last = ngx_movemem(q->start, q->pos, q->last - q->pos);
         q->pos = q->start;
+    }
+
+    if ((size_t) (q->end - q->last) < len + 2
+        && (size_t) (q->end - q->start) < NGX_VOICE_QUEUE_SIZE
+        && ngx_voice_call_queue_grow(call, len + 2) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     /* many tiny payloads: their length prefixes fill the buffer */
@@ -223,6 +242,46 @@ ngx_voice_call_queue(ngx_voice_call_t *call, u_char *payload, size_t len)
     *q->last++ = (u_char) (len >> 8);
     *q->last++ = (u_char) len;
     q->last = ngx_cpymem(q->last, payload, len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The set-up usually takes a few frames: the queue starts small and is
+ * doubled as needed, up to NGX_VOICE_QUEUE_SIZE.
+ */
+static ngx_int_t
+ngx_voice_call_queue_grow(ngx_voice_call_t *call, size_t need)
+{
+    u_char     *p;
+    size_t      size, used;
+    ngx_buf_t  *q;
+
+    q = call->queue;
+    used = q->last - q->pos;
+    size = q->start ? (size_t) (q->end - q->start) : NGX_VOICE_QUEUE_MIN;
+
+    while (size < NGX_VOICE_QUEUE_SIZE && size - used < need) {
+        size *= 2;
+    }
+
+    size = ngx_min(size, NGX_VOICE_QUEUE_SIZE);
+
+    p = ngx_pnalloc(call->request->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (q->start) {
+        ngx_memcpy(p, q->pos, used);
+        ngx_pfree(call->request->pool, q->start);
+    }
+
+    q->start = p;
+    q->pos = p;
+    q->last = p + used;
+    q->end = p + size;
 
     return NGX_OK;
 }

@@ -34,7 +34,9 @@ static void ngx_voice_peer_copy(ngx_voice_peer_t *peer, u_char *data,
 static ngx_int_t ngx_voice_peer_mask_key(u_char *key);
 static ngx_chain_t *ngx_voice_peer_next_chunk(ngx_voice_peer_t *peer);
 static ngx_chain_t *ngx_voice_peer_last(ngx_voice_peer_t *peer);
-static void ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln);
+static ngx_chain_t *ngx_voice_peer_chunk(ngx_log_t *log);
+static void ngx_voice_peer_recycle(ngx_chain_t *ln);
+static void ngx_voice_peer_cleanup(void *data);
 
 
 /*
@@ -60,10 +62,54 @@ static size_t     ngx_voice_peer_keys_left;
 static ngx_pid_t  ngx_voice_peer_keys_pid;
 
 
+/*
+ * The read buffer of every peer of the worker.  The parser is a stream
+ * parser: what a read brings is parsed whole before the next read (a
+ * paused peer is not read), and what a call must keep of a message cut
+ * between two reads is kept by the parser (a frame header, a control
+ * frame) or by the JSON layer (a small piece, a cut token), grown only
+ * as needed and bounded by the message limit.  So nothing in this
+ * buffer outlives the read that filled it, and a call has no input
+ * buffer of its own.
+ */
+static u_char  ngx_voice_peer_in[NGX_VOICE_IN_BUFFER];
+
+
+/*
+ * Output chunks are the worker's, not a call's: a peer takes them while
+ * it has something queued and gives each back once it is written, so a
+ * call holds none between its writes (most of the time), and a chunk is
+ * reused by the next peer that writes: no allocation per frame.  Up to
+ * NGX_VOICE_SPARE_CHUNKS wait here; a burst beyond them is freed.
+ */
+
+#define NGX_VOICE_SPARE_CHUNKS  64
+
+typedef struct {
+    ngx_chain_t                      link;    /* first: freed through it */
+    ngx_buf_t                        buf;
+} ngx_voice_peer_chunk_t;
+
+static ngx_chain_t  *ngx_voice_peer_spare;
+static ngx_uint_t    ngx_voice_peer_nspare;
+
+
 ngx_int_t
 ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
     ngx_uint_t masking)
 {
+    ngx_pool_cleanup_t  *cln;
+
+    /* the chunks still queued go back to the worker with the pool */
+
+    cln = ngx_pool_cleanup_add(peer->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_voice_peer_cleanup;
+    cln->data = peer;
+
     peer->connection = c;
     peer->masking = masking ? 1 : 0;
     peer->last_out = &peer->out;
@@ -72,11 +118,6 @@ ngx_voice_peer_init(ngx_voice_peer_t *peer, ngx_connection_t *c,
 
     /* a client masks what it sends and reads unmasked frames */
     ngx_voice_ws_parser_init(&peer->parser, !masking);
-
-    peer->in = ngx_create_temp_buf(peer->pool, NGX_VOICE_IN_BUFFER);
-    if (peer->in == NULL) {
-        return NGX_ERROR;
-    }
 
     peer->open = 1;
 
@@ -100,7 +141,8 @@ ngx_voice_peer_discard_input(ngx_voice_peer_t *peer)
     c = peer->connection;
 
     for (i = 0; i < 64; i++) {
-        n = c->recv(c, peer->in->start, peer->in->end - peer->in->start);
+        n = c->recv(c, ngx_voice_peer_in,
+                    sizeof(ngx_voice_peer_in));
 
         if (n == NGX_AGAIN) {
             return;
@@ -119,11 +161,15 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
 {
     ssize_t            n;
     ngx_int_t          rc;
-    ngx_buf_t         *b;
     ngx_connection_t  *c;
 
     c = peer->connection;
-    b = peer->in;
+
+    /*
+     * Reads until the socket has nothing more (recv() says NGX_AGAIN and
+     * clears the ready flag), as an edge-triggered event needs; each read
+     * is parsed whole before the next one reuses the buffer.
+     */
 
     for ( ;; ) {
 
@@ -147,10 +193,7 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
             return NGX_AGAIN;
         }
 
-        b->pos = b->start;
-        b->last = b->start;
-
-        n = c->recv(c, b->last, b->end - b->last);
+        n = c->recv(c, ngx_voice_peer_in, NGX_VOICE_IN_BUFFER);
 
         if (n == NGX_AGAIN) {
             return NGX_AGAIN;
@@ -164,7 +207,8 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
         peer->last_recv = ngx_current_msec;
         peer->ping_sent = 0;
 
-        rc = ngx_voice_peer_feed(peer, b->pos, b->pos + n);
+        rc = ngx_voice_peer_feed(peer, ngx_voice_peer_in,
+                                 ngx_voice_peer_in + n);
 
         if (rc != NGX_OK) {
             return rc;
@@ -182,6 +226,13 @@ ngx_voice_peer_read(ngx_voice_peer_t *peer)
             return NGX_AGAIN;
         }
     }
+}
+
+
+u_char *
+ngx_voice_peer_read_buffer(void)
+{
+    return ngx_voice_peer_in;
 }
 
 
@@ -529,13 +580,8 @@ ngx_voice_peer_reserve(ngx_voice_peer_t *peer, size_t size)
     }
 
     while (room < size) {
-        cl = ngx_alloc_chain_link(peer->pool);
+        cl = ngx_voice_peer_chunk(peer->log);
         if (cl == NULL) {
-            return NGX_ERROR;
-        }
-
-        cl->buf = ngx_create_temp_buf(peer->pool, NGX_VOICE_OUT_CHUNK);
-        if (cl->buf == NULL) {
             return NGX_ERROR;
         }
 
@@ -661,12 +707,22 @@ ngx_voice_peer_write_queued(ngx_voice_peer_t *peer)
         while (peer->out && peer->out != cl) {
             ln = peer->out;
             peer->out = ln->next;
-            ngx_voice_peer_recycle(peer, ln);
+            ngx_voice_peer_recycle(ln);
         }
 
         if (peer->out == NULL) {
             peer->last_out = &peer->out;
         }
+
+        /*
+         * A chunk send_chain() left may be partly taken: by TLS, which
+         * then wants the same bytes again (SSL_write() retried), even if
+         * none shows as written; it is not dropped (discard).  Only TLS
+         * without nginx's send buffer (the OpenAI leg) does that: plain
+         * TCP, or a buffered TLS copy, took nothing of what is left.
+         */
+        peer->out_taken = (peer->out != NULL && c->ssl
+                           && c->ssl->buffer == 0);
 
         pending = 0;
 
@@ -707,7 +763,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
         return;
     }
 
-    if (keep->buf->pos == keep->buf->start
+    if (keep->buf->pos == keep->buf->start && !peer->out_taken
         && keep->buf->tag != (ngx_buf_tag_t) &ngx_voice_peer_continued)
     {
         /* nothing of it is out, and it starts a frame */
@@ -736,7 +792,7 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
     while (cl) {
         ln = cl;
         cl = cl->next;
-        ngx_voice_peer_recycle(peer, ln);
+        ngx_voice_peer_recycle(ln);
     }
 
     pending = 0;
@@ -754,15 +810,84 @@ ngx_voice_peer_discard(ngx_voice_peer_t *peer)
 }
 
 
-static void
-ngx_voice_peer_recycle(ngx_voice_peer_t *peer, ngx_chain_t *ln)
+/* a chunk of the worker's spares, or a new one */
+static ngx_chain_t *
+ngx_voice_peer_chunk(ngx_log_t *log)
 {
+    ngx_chain_t             *cl;
+    ngx_voice_peer_chunk_t  *ch;
+
+    cl = ngx_voice_peer_spare;
+
+    if (cl) {
+        ngx_voice_peer_spare = cl->next;
+        ngx_voice_peer_nspare--;
+        cl->next = NULL;
+        return cl;
+    }
+
+    ch = ngx_alloc(sizeof(ngx_voice_peer_chunk_t) + NGX_VOICE_OUT_CHUNK, log);
+    if (ch == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(&ch->buf, sizeof(ngx_buf_t));
+
+    ch->buf.start = (u_char *) &ch[1];
+    ch->buf.pos = ch->buf.start;
+    ch->buf.last = ch->buf.start;
+    ch->buf.end = ch->buf.start + NGX_VOICE_OUT_CHUNK;
+    ch->buf.temporary = 1;
+
+    ch->link.buf = &ch->buf;
+    ch->link.next = NULL;
+
+    return &ch->link;
+}
+
+
+/* a chunk written, dropped or left by its peer goes back to the worker */
+static void
+ngx_voice_peer_recycle(ngx_chain_t *ln)
+{
+    if (ngx_voice_peer_nspare >= NGX_VOICE_SPARE_CHUNKS) {
+        ngx_free(ln);
+        return;
+    }
+
     ln->buf->pos = ln->buf->start;
     ln->buf->last = ln->buf->start;
     ln->buf->flush = 0;
     ln->buf->tag = NULL;
-    ln->next = peer->free;
-    peer->free = ln;
+    ln->next = ngx_voice_peer_spare;
+    ngx_voice_peer_spare = ln;
+    ngx_voice_peer_nspare++;
+}
+
+
+static void
+ngx_voice_peer_cleanup(void *data)
+{
+    ngx_voice_peer_t  *peer = data;
+
+    ngx_chain_t  *cl, *ln;
+
+    for (cl = peer->out; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_voice_peer_recycle(ln);
+    }
+
+    for (cl = peer->free; cl; /* void */) {
+        ln = cl;
+        cl = cl->next;
+        ngx_voice_peer_recycle(ln);
+    }
+
+    peer->out = NULL;
+    peer->last_out = &peer->out;
+    peer->free = NULL;
+    peer->pending = 0;
 }
 
 

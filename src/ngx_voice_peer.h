@@ -19,8 +19,14 @@
 #include "ngx_voice_ws.h"
 
 
+/* one read buffer for every peer of the worker (see ngx_voice_peer_read) */
 #define NGX_VOICE_IN_BUFFER     16384
-#define NGX_VOICE_OUT_CHUNK     16384
+/*
+ * Output is queued in chunks of this size, reused for the call; what a
+ * call sends between two writes (a media message and a mark, an append)
+ * is a few hundred bytes, and a bigger frame goes on to further chunks.
+ */
+#define NGX_VOICE_OUT_CHUNK     4096
 
 
 typedef struct ngx_voice_peer_s  ngx_voice_peer_t;
@@ -60,7 +66,6 @@ struct ngx_voice_peer_s {
     void                            *data;         /* the owner */
 
     ngx_voice_ws_parser_t            parser;
-    ngx_buf_t                       *in;
 
     ngx_chain_t                     *out;
     ngx_chain_t                    **last_out;
@@ -90,6 +95,7 @@ struct ngx_voice_peer_s {
     unsigned                         paused:1;     /* backpressure */
     unsigned                         drop_data:1;  /* the owner is done */
     unsigned                         fresh_chunk:1;
+    unsigned                         out_taken:1;  /* the first chunk */
     unsigned                         frame_begun:1;
 };
 
@@ -108,6 +114,12 @@ ngx_int_t ngx_voice_peer_read(ngx_voice_peer_t *peer);
 /* parses bytes that were read elsewhere (e.g. behind a handshake) */
 ngx_int_t ngx_voice_peer_feed(ngx_voice_peer_t *peer, u_char *pos,
     u_char *last);
+
+/*
+ * The worker's read buffer (NGX_VOICE_IN_BUFFER bytes), for bytes that
+ * are parsed at once and not kept: it is the next read's.
+ */
+u_char *ngx_voice_peer_read_buffer(void);
 
 /*
  * Queues one whole frame whose payload is the concatenation of "parts",

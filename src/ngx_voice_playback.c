@@ -19,6 +19,8 @@
 
 static ngx_voice_item_t *ngx_voice_playback_item(ngx_voice_playback_t *pb,
     ngx_str_t *item_id);
+static ngx_int_t ngx_voice_playback_grow(ngx_voice_playback_t *pb);
+static void ngx_voice_playback_cleanup(void *data);
 
 
 ngx_uint_t
@@ -50,12 +52,16 @@ ngx_voice_playback_sent(ngx_voice_playback_t *pb, ngx_str_t *item_id,
     mark_name.data = name;
     mark_name.len = 0;
 
-    if (pb->nmarks == NGX_VOICE_MARKS) {
+    if (pb->nmarks == pb->nalloc && ngx_voice_playback_grow(pb) != NGX_OK) {
         /*
          * All marks are out: this audio goes without one of its own, and
          * the newest mark, if it is this item's, now ends after it
          */
-        mark = &pb->marks[(pb->mark_head + pb->nmarks - 1) % NGX_VOICE_MARKS];
+        if (pb->nmarks == 0) {
+            return mark_name;
+        }
+
+        mark = &pb->marks[(pb->mark_head + pb->nmarks - 1) % pb->nalloc];
 
         if (mark->item == (ngx_uint_t) (item - pb->items)) {
             mark->end = item->sent;
@@ -66,7 +72,7 @@ ngx_voice_playback_sent(ngx_voice_playback_t *pb, ngx_str_t *item_id,
 
     pb->seq++;
 
-    mark = &pb->marks[(pb->mark_head + pb->nmarks) % NGX_VOICE_MARKS];
+    mark = &pb->marks[(pb->mark_head + pb->nmarks) % pb->nalloc];
     mark->seq = pb->seq;
     mark->item = item - pb->items;
     mark->end = item->sent;
@@ -120,7 +126,7 @@ ngx_voice_playback_echoed(ngx_voice_playback_t *pb, ngx_str_t *name)
             item->played = ngx_max(item->played, mark->end);
         }
 
-        pb->mark_head = (pb->mark_head + 1) % NGX_VOICE_MARKS;
+        pb->mark_head = (pb->mark_head + 1) % pb->nalloc;
         pb->nmarks--;
     }
 }
@@ -216,7 +222,7 @@ ngx_voice_playback_item(ngx_voice_playback_t *pb, ngx_str_t *item_id)
         pb->nitems--;
 
         for (i = 0; i < pb->nmarks; i++) {
-            mark = &pb->marks[(pb->mark_head + i) % NGX_VOICE_MARKS];
+            mark = &pb->marks[(pb->mark_head + i) % pb->nalloc];
             mark->item = mark->item ? mark->item - 1 : NGX_VOICE_ITEMS;
         }
     }
@@ -229,4 +235,70 @@ ngx_voice_playback_item(ngx_voice_playback_t *pb, ngx_str_t *item_id)
     item->played = 0;
 
     return item;
+}
+
+
+/*
+ * Marks out at once are few while audio plays as it comes, and many when
+ * a response comes faster than it plays: the ring starts small and is
+ * doubled as needed, up to NGX_VOICE_MARKS.  NGX_DECLINED: it is full.
+ */
+static ngx_int_t
+ngx_voice_playback_grow(ngx_voice_playback_t *pb)
+{
+    ngx_uint_t           i, n;
+    ngx_voice_mark_t    *marks;
+    ngx_pool_cleanup_t  *cln;
+
+    if (pb->nalloc == NGX_VOICE_MARKS || pb->pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (pb->marks == NULL) {
+        cln = ngx_pool_cleanup_add(pb->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_voice_playback_cleanup;
+        cln->data = pb;
+    }
+
+    n = pb->nalloc ? pb->nalloc * 2 : NGX_VOICE_MARKS_FIRST;
+
+    marks = ngx_alloc(n * sizeof(ngx_voice_mark_t), pb->pool->log);
+    if (marks == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the ring unrolled, oldest first */
+
+    for (i = 0; i < pb->nmarks; i++) {
+        marks[i] = pb->marks[(pb->mark_head + i) % pb->nalloc];
+    }
+
+    if (pb->marks) {
+        ngx_free(pb->marks);
+    }
+
+    pb->marks = marks;
+    pb->nalloc = n;
+    pb->mark_head = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_voice_playback_cleanup(void *data)
+{
+    ngx_voice_playback_t  *pb = data;
+
+    if (pb->marks) {
+        ngx_free(pb->marks);
+        pb->marks = NULL;
+    }
+
+    pb->nalloc = 0;
+    pb->nmarks = 0;
 }

@@ -18,7 +18,8 @@
 
 
 #define NGX_VOICE_PLAYBACK_ID_MAX  64
-#define NGX_VOICE_MARKS            256
+#define NGX_VOICE_MARKS            256     /* at most */
+#define NGX_VOICE_MARKS_FIRST      16      /* then doubled as needed */
 #define NGX_VOICE_ITEMS            4
 
 /* "g<generation>:m<seq>" */
@@ -53,7 +54,9 @@ typedef struct {
 typedef struct {
     ngx_voice_item_t             items[NGX_VOICE_ITEMS];
     ngx_uint_t                   nitems;
-    ngx_voice_mark_t             marks[NGX_VOICE_MARKS];
+    ngx_voice_mark_t            *marks;          /* a ring of nalloc */
+    ngx_uint_t                   nalloc;
+    ngx_pool_t                  *pool;           /* the call's */
     ngx_uint_t                   mark_head;      /* oldest unechoed */
     ngx_uint_t                   nmarks;
     ngx_uint_t                   seq;

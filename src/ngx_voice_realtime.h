@@ -133,7 +133,8 @@ struct ngx_voice_realtime_s {
     u_char                               denied[NGX_VOICE_ID_MAX];
     size_t                               denied_len;
 
-    ngx_voice_tool_call_t                calls[NGX_VOICE_TOOL_CALLS];
+    /* NGX_VOICE_TOOL_CALLS of them, on the first function call */
+    ngx_voice_tool_call_t               *calls;
     ngx_uint_t                           ncalls;
     ngx_voice_item_order_t               order[NGX_VOICE_ITEM_ORDER];
     ngx_uint_t                           norder;

@@ -45,6 +45,18 @@ ngx_voice_realtime_remember_call(ngx_voice_realtime_t *rt)
         return;
     }
 
+    if (rt->calls == NULL) {
+        /* most calls make none: the list is not kept in every call */
+        rt->calls = ngx_palloc(rt->peer.pool,
+                               NGX_VOICE_TOOL_CALLS
+                               * sizeof(ngx_voice_tool_call_t));
+        if (rt->calls == NULL) {
+            ngx_log_error(NGX_LOG_ERR, rt->peer.log, 0,
+                          "voice: no memory for a function call, ignored");
+            return;
+        }
+    }
+
     tc = &rt->calls[rt->ncalls++];
 
     ngx_voice_realtime_keep(tc->response_id, &tc->response_id_len,

@@ -19,11 +19,16 @@
 #include <ngx_http.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
+#include "ngx_voice_peer.h"
 #include "ngx_voice_upstream.h"
 #include "ngx_voice_ws.h"
 
 
 #define NGX_VOICE_HANDSHAKE_MAX  4096
+
+#if (NGX_VOICE_HANDSHAKE_MAX > NGX_VOICE_IN_BUFFER)
+#error "the bytes behind the 101 go on from the worker's read buffer"
+#endif
 
 
 static void ngx_voice_upstream_handler(ngx_event_t *ev);
@@ -437,9 +442,13 @@ ngx_voice_upstream_ssl_init(ngx_voice_upstream_t *u)
     c = u->peer.connection;
     conf = u->conf;
 
-    if (ngx_ssl_create_connection(conf->ssl, c,
-                                  NGX_SSL_BUFFER|NGX_SSL_CLIENT)
-        != NGX_OK)
+    /*
+     * No NGX_SSL_BUFFER: the peer's output chunks already hold whole
+     * frames, written as they are, a chunk an SSL_write(), without
+     * nginx's 16 KiB buffer for each call and a copy into it
+     */
+
+    if (ngx_ssl_create_connection(conf->ssl, c, NGX_SSL_CLIENT) != NGX_OK)
     {
         ngx_voice_upstream_fail(u, NGX_VOICE_UPSTREAM_TLS,
                                 "TLS setup failed");
@@ -821,9 +830,24 @@ ngx_voice_upstream_read_handshake(ngx_voice_upstream_t *u)
 static void
 ngx_voice_upstream_open(ngx_voice_upstream_t *u, u_char *pos, u_char *last)
 {
+    u_char            *in;
+    size_t             n;
     ngx_connection_t  *c;
 
     c = u->peer.connection;
+
+    /*
+     * The handshake buffer is not kept for the call: the bytes behind the
+     * 101 go on from the worker's read buffer, parsed before it is read
+     * into again.
+     */
+
+    n = last - pos;
+    in = ngx_voice_peer_read_buffer();
+    ngx_memcpy(in, pos, n);
+
+    ngx_pfree(u->pool, u->handshake->start);
+    u->handshake = NULL;
 
     if (u->timer.timer_set) {
         ngx_del_timer(&u->timer);
@@ -839,7 +863,7 @@ ngx_voice_upstream_open(ngx_voice_upstream_t *u, u_char *pos, u_char *last)
     u->read_event_handler = ngx_voice_upstream_dummy_handler;
     u->write_event_handler = ngx_voice_upstream_dummy_handler;
 
-    u->ready(u, pos, last);
+    u->ready(u, in, in + n);
 }
 
 
