@@ -22,11 +22,14 @@
 /* one read buffer for every peer of the worker (see ngx_voice_peer_read) */
 #define NGX_VOICE_IN_BUFFER     16384
 /*
- * Output is queued in chunks of this size, reused for the call; what a
- * call sends between two writes (a media message and a mark, an append)
- * is a few hundred bytes, and a bigger frame goes on to further chunks.
+ * Output is queued in chunks of this size, lent by the worker while a
+ * peer has something queued.  A frame that fits in a chunk starts in a
+ * fresh one rather than spanning two, so dropping a queue (a peer not
+ * reading) can cut between whole frames: OpenAI's audio deltas are
+ * several KiB, and with 4 KiB chunks every one spanned chunks and nothing
+ * could be dropped (t/115-drop-frames.t).
  */
-#define NGX_VOICE_OUT_CHUNK     4096
+#define NGX_VOICE_OUT_CHUNK     16384
 
 
 typedef struct ngx_voice_peer_s  ngx_voice_peer_t;
