@@ -11,6 +11,7 @@ use warnings;
 use Test::More;
 use Cwd ();
 use File::Basename ();
+use File::Spec ();
 use File::Temp ();
 use JSON::PP ();
 
@@ -22,8 +23,11 @@ plan skip_all => 'pkg-config libwebsockets not found (util/install-deps test)'
 # the nginx and module of this run of the suite (ASan builds included),
 # as ordinary processes
 local $ENV{BENCH_RT} = 0;
-local $ENV{NGINX} = $ENV{TEST_NGINX_BINARY} if $ENV{TEST_NGINX_BINARY};
-local $ENV{MODULE} = $ENV{TEST_NGINX_MODULE} if $ENV{TEST_NGINX_MODULE};
+# (absolute: the rig's nginx runs with its own prefix)
+local $ENV{NGINX} = File::Spec->rel2abs($ENV{TEST_NGINX_BINARY})
+    if $ENV{TEST_NGINX_BINARY};
+local $ENV{MODULE} = File::Spec->rel2abs($ENV{TEST_NGINX_MODULE})
+    if $ENV{TEST_NGINX_MODULE};
 
 my $out = File::Temp::tempdir('voice-rig-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 my $t0 = time;
